@@ -1,0 +1,103 @@
+"""What the handlers, the Pulumi program (`infra/`) and the local stack (`local/`) must agree on.
+
+Declared once, here, because `functions/` is the only package all three can import: the Lambda
+package may not import Pulumi, and `infra/` and `local/` both read these names instead of
+keeping copies of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# --- Handlers -------------------------------------------------------------------------------
+# One module per handler in this package, each exposing `handler(event, context)`.
+AUTHORIZER = "authorizer"
+CONNECT = "connect"
+DISCONNECT = "disconnect"
+DEFAULT = "default"
+PUBLISH = "publish"
+HANDLERS = (AUTHORIZER, CONNECT, DISCONNECT, DEFAULT, PUBLISH)
+
+
+def handler_path(handler: str) -> str:
+    """The Lambda `handler` setting for one of HANDLERS (the archive holds `functions/`)."""
+    if handler not in HANDLERS:
+        raise ValueError(f"unknown handler {handler!r}; expected one of {HANDLERS}")
+    return f"functions.{handler}.handler"
+
+
+# --- WebSocket API --------------------------------------------------------------------------
+ROUTE_SELECTION_EXPRESSION = "$request.body.action"
+
+
+@dataclass(frozen=True)
+class Route:
+    key: str
+    handler: str
+    # A route that answers the client with the integration's return value needs a route
+    # response; `$default` answers pings this way, so it needs no management API permission.
+    two_way: bool = False
+
+
+ROUTES = (
+    Route("$connect", CONNECT),
+    Route("$disconnect", DISCONNECT),
+    Route("$default", DEFAULT, two_way=True),
+)
+CONNECT_ROUTE = "$connect"
+
+# The authorizer runs on $connect only. Browsers cannot set headers on a WebSocket, so the
+# token travels as a query parameter; it is the identity source, which means API Gateway
+# refuses a handshake without it (401) before the authorizer is invoked.
+TOKEN_QUERY_PARAMETER = "token"
+AUTHORIZER_IDENTITY_SOURCE = f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"
+# Key of the user id in the authorizer's (flat, string-valued) context.
+AUTHORIZER_CONTEXT_USER_ID = "userId"
+
+PING_ACTION = "ping"
+
+# --- Sessions table -------------------------------------------------------------------------
+CONNECTION_ID = "connectionId"  # partition key (S)
+USER_ID = "userId"  # GSI partition key (S)
+USER_INDEX = "userId-index"
+# KEYS_ONLY projects the table key and the index key: exactly what the fan-out needs
+# (connectionId to post to, userId to prove whose it is), so index items stay small.
+USER_INDEX_PROJECTION = "KEYS_ONLY"
+CONNECTED_AT = "connectedAt"  # ISO-8601
+EXPIRES_AT = "expiresAt"  # TTL attribute, epoch seconds (N)
+
+# --- SNS message attributes (the publishing contract) --------------------------------------
+TARGET_USER_ATTRIBUTE = "userId"  # String (one user) or String.Array (JSON array of users)
+BROADCAST_ATTRIBUTE = "broadcast"  # String "all"
+BROADCAST_ALL = "all"
+TYPE_ATTRIBUTE = "type"  # String, optional
+DEFAULT_TYPE = "notification"
+FILTER_POLICY_SCOPE = "MessageAttributes"
+
+
+def subscription_filter_policy(broadcast_enabled: bool) -> dict[str, Any]:
+    """The publish Lambda's SNS filter policy: a message naming no target never invokes it."""
+    names_users = {TARGET_USER_ATTRIBUTE: [{"exists": True}]}
+    if not broadcast_enabled:
+        return names_users
+    return {"$or": [names_users, {BROADCAST_ATTRIBUTE: [BROADCAST_ALL]}]}
+
+
+# --- Environment variables the handlers read ------------------------------------------------
+ENV_SESSIONS_TABLE = "SESSIONS_TABLE"
+ENV_CONNECTION_TTL_SECONDS = "CONNECTION_TTL_SECONDS"
+# https://{apiId}.execute-api.{region}.amazonaws.com/{stage}
+ENV_MANAGEMENT_ENDPOINT = "MANAGEMENT_ENDPOINT"
+ENV_PUBLISH_CONCURRENCY = "PUBLISH_CONCURRENCY"
+ENV_BROADCAST_ENABLED = "BROADCAST_ENABLED"  # "true" / "false"
+ENV_JWT_SECRET_PARAMETER = "JWT_SECRET_PARAMETER"  # SSM SecureString name, never the secret
+ENV_JWT_ISSUER = "JWT_ISSUER"  # optional; checked when set
+ENV_JWT_AUDIENCE = "JWT_AUDIENCE"  # optional; checked when set
+
+# --- Limits (API Gateway WebSocket quotas and SNS) ------------------------------------------
+MAX_MESSAGE_BYTES = 128 * 1024  # largest message API Gateway delivers
+MAX_FRAME_BYTES = 32 * 1024  # largest single WebSocket frame
+SNS_MAX_MESSAGE_BYTES = 256 * 1024
+CONNECTION_MAX_SECONDS = 2 * 60 * 60  # API Gateway closes every connection after 2 hours
+IDLE_TIMEOUT_SECONDS = 10 * 60  # ... and an idle one after 10 minutes
