@@ -101,3 +101,8 @@ MAX_FRAME_BYTES = 32 * 1024  # largest single WebSocket frame
 SNS_MAX_MESSAGE_BYTES = 256 * 1024
 CONNECTION_MAX_SECONDS = 2 * 60 * 60  # API Gateway closes every connection after 2 hours
 IDLE_TIMEOUT_SECONDS = 10 * 60  # ... and an idle one after 10 minutes
+
+
+def jwt_secret_parameter_name(project: str, stack: str) -> str:
+    """SSM SecureString holding a stack's JWT key (the authorizer gets the name, not the key)."""
+    return f"/{project}/{stack}/jwt-secret"
