@@ -73,6 +73,9 @@ BROADCAST_ATTRIBUTE = "broadcast"  # String "all"
 BROADCAST_ALL = "all"
 TYPE_ATTRIBUTE = "type"  # String, optional
 DEFAULT_TYPE = "notification"
+# Most users one message may name (a String.Array `userId`); more is refused with a clear
+# error, so one publish cannot turn into an unbounded fan-out of index queries.
+MAX_TARGET_USERS = 100
 FILTER_POLICY_SCOPE = "MessageAttributes"
 
 

@@ -1,0 +1,58 @@
+"""boto3 clients, created on first use and kept for the life of the container.
+
+Created lazily rather than at import so that a test (or the local stack) can set the
+environment or start an emulator after importing the handlers; `reset_clients()` drops the
+cache when that environment changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Standard mode retries throttling (API Gateway's 429 LimitExceededException included) and
+# transient 5xx with backoff; the legacy default does not retry a 429.
+_RETRIES = {"mode": "standard", "max_attempts": 3}
+
+_session: boto3.session.Session | None = None
+_clients: dict[tuple[Any, ...], Any] = {}
+_lock = threading.Lock()
+
+
+def client(service_name: str, *, endpoint_url: str | None = None, **config: Any) -> Any:
+    """A cached client for the service, one per endpoint and botocore `Config` options.
+
+    Without `endpoint_url` boto3 resolves the endpoint itself, which honours the standard
+    `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables.
+    """
+    global _session
+    key = (service_name, endpoint_url, *sorted(config.items()))
+    cached = _clients.get(key)
+    if cached is not None:
+        return cached
+    # Publish threads may ask for the same client at once, and creating clients from one
+    # session is not thread-safe: build each client once, under the lock.
+    with _lock:
+        cached = _clients.get(key)
+        if cached is None:
+            if _session is None:
+                _session = boto3.session.Session()
+            cached = _session.client(
+                service_name,
+                endpoint_url=endpoint_url,
+                config=Config(**{"retries": _RETRIES, **config}),
+            )
+            _clients[key] = cached
+        return cached
+
+
+def reset_clients() -> None:
+    """Forget every cached client and the session (with the region and credentials it
+    resolved), e.g. after a test changed the environment."""
+    global _session
+    with _lock:
+        _clients.clear()
+        _session = None

@@ -1,0 +1,58 @@
+"""Settings the handlers read from their environment (names declared in `contract`).
+
+The Pulumi program and the local stack set these variables; a missing or malformed one is a
+deployment mistake, so it fails loudly with the variable's name instead of a bare KeyError.
+"""
+
+from __future__ import annotations
+
+import os
+
+from functions import contract
+
+DEFAULT_PUBLISH_CONCURRENCY = 32
+
+
+class ConfigurationError(RuntimeError):
+    """A required environment variable is missing or malformed."""
+
+
+def required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is not set")
+    return value
+
+
+def optional(name: str) -> str | None:
+    """The variable's value, or None when unset or empty (empty means "not configured")."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def positive_int(name: str, default: int | None = None) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        if default is None:
+            raise ConfigurationError(f"environment variable {name} is not set")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"environment variable {name} must be an integer") from None
+    if value < 1:
+        raise ConfigurationError(f"environment variable {name} must be positive, got {value}")
+    return value
+
+
+def flag(name: str) -> bool:
+    """True only for "true" (any case): a feature behind a flag stays off unless switched on."""
+    return os.environ.get(name, "").strip().lower() == "true"
+
+
+def sessions_table() -> str:
+    return required(contract.ENV_SESSIONS_TABLE)
+
+
+def publish_concurrency() -> int:
+    return positive_int(contract.ENV_PUBLISH_CONCURRENCY, DEFAULT_PUBLISH_CONCURRENCY)
