@@ -1,0 +1,174 @@
+"""Pulumi mocks for the infra tests: every test deploys a fresh program against fresh mocks.
+
+`deploy()` runs `build_stack` (or `main`) under `pulumi.runtime.test`, which waits for every
+resource registration, then hands back the inputs each resource was registered with, exactly
+as the engine would have received them (camelCase, Outputs resolved).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra.settings import StackSettings, settings_from
+from infra.stack import Stack, build_stack
+
+PROJECT = "mentorassist-websocket"
+STACK = "test"
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+API_ID = "a1b2c3d4e5"
+# Distinctive, so a leak anywhere is found by a substring search.
+JWT_SECRET = "jwt-secret-for-tests-0123456789-abcdefghijklmnop"
+
+
+@dataclass(frozen=True)
+class Registered:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+class Mocks(pulumi.runtime.Mocks):
+    """Plausible provider behaviour: ids, auto-names and ARNs shaped like AWS's."""
+
+    def __init__(self) -> None:
+        self.resources: list[Registered] = []
+        self.calls: list[str] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        typ, name = args.typ, args.name
+        resource_id = API_ID if typ == "aws:apigatewayv2/api:Api" else f"{name}-id"
+        outputs = dict(args.inputs)
+        # Auto-naming: the provider appends a random suffix to the resource name.
+        outputs.setdefault("name", f"{name}-1a2b3c4")
+        physical = outputs["name"]
+        prefix = f"arn:aws:{{}}:{REGION}:{ACCOUNT}"
+        if typ == "aws:lambda/function:Function":
+            arn = f"{prefix.format('lambda')}:function:{physical}"
+            outputs["invokeArn"] = (
+                f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{arn}/invocations"
+            )
+        elif typ == "aws:apigatewayv2/api:Api":
+            arn = f"arn:aws:apigateway:{REGION}::/apis/{resource_id}"
+            outputs["apiEndpoint"] = f"wss://{resource_id}.execute-api.{REGION}.amazonaws.com"
+            outputs["executionArn"] = f"{prefix.format('execute-api')}:{resource_id}"
+        elif typ == "aws:dynamodb/table:Table":
+            arn = f"{prefix.format('dynamodb')}:table/{physical}"
+        elif typ == "aws:sns/topic:Topic":
+            arn = f"{prefix.format('sns')}:{physical}"
+        elif typ == "aws:ssm/parameter:Parameter":
+            arn = f"{prefix.format('ssm')}:parameter{physical}"
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            arn = f"{prefix.format('logs')}:log-group:{physical}"
+        elif typ == "aws:iam/role:Role":
+            arn = f"arn:aws:iam::{ACCOUNT}:role/{physical}"
+        else:
+            arn = f"{prefix.format('mock')}:{typ}/{physical}"
+        outputs["arn"] = arn
+        self.resources.append(Registered(typ, name, dict(args.inputs), outputs))
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        # A plain dict: this SDK version cannot iterate a (result, None) tuple's failures.
+        self.calls.append(args.token)
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"id": REGION, "name": REGION, "region": REGION, "endpoint": ""}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "id": ACCOUNT,
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/test",
+                "userId": "AIDATEST",
+            }
+        if args.token == "aws:index/getPartition:getPartition":
+            return {
+                "id": "aws",
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws",
+            }
+        raise NotImplementedError(f"unexpected invoke {args.token}")
+
+
+@dataclass
+class Deployed:
+    stack: Stack
+    mocks: Mocks
+    outputs: dict[str, Any]  # stack outputs, resolved
+    secret: dict[str, bool] = field(default_factory=dict)  # Output name -> is it secret
+
+    def all(self, typ: str) -> dict[str, Registered]:
+        return {r.name: r for r in self.mocks.resources if r.typ == typ}
+
+    def one(self, typ: str, name: str) -> Registered:
+        found = self.all(typ)
+        assert name in found, f"no {typ} named {name!r}; have {sorted(found)}"
+        return found[name]
+
+
+def stack_settings(**config: Any) -> StackSettings:
+    """Settings from config keys as Pulumi.yaml names them; unset keys take its defaults."""
+    return settings_from(lambda key: config.get(key))
+
+
+def deploy(
+    config: dict[str, Any] | None = None,
+    *,
+    program: Callable[[], Stack] | None = None,
+    jwt_secret: pulumi.Input[str] | None = None,
+) -> Deployed:
+    """Run one program against fresh mocks; `program` defaults to `build_stack` on `config`."""
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False)
+    result: dict[str, Any] = {}
+
+    def default_program() -> Stack:
+        secret = pulumi.Output.secret(JWT_SECRET) if jwt_secret is None else jwt_secret
+        return build_stack(stack_settings(**(config or {})), secret)
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        stack = (program or default_program)()
+        result["stack"] = stack
+        # Returned, so the test runner waits for every output to resolve.
+        return pulumi.Output.all(**stack.outputs).apply(lambda values: result.update(values))
+
+    run()
+    stack = result.pop("stack")
+    watched = {"parameterValue": stack.jwt_secret.value, **stack.outputs}
+
+    async def secrecy() -> dict[str, bool]:
+        return {name: await output.is_secret() for name, output in watched.items()}
+
+    # The runtime's event loop is still current; is_secret() only reads settled futures.
+    secret = asyncio.get_event_loop().run_until_complete(secrecy())
+    return Deployed(stack=stack, mocks=mocks, outputs=result, secret=secret)
+
+
+def policy_grants(policy_json: str) -> set[tuple[str, str]]:
+    """(action, resource) pairs an identity policy allows; fails on anything but Allow."""
+    document = json.loads(policy_json)
+    assert document["Version"] == "2012-10-17"
+    grants: set[tuple[str, str]] = set()
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"]
+        resources = statement["Resource"]
+        for action in [actions] if isinstance(actions, str) else actions:
+            for resource in [resources] if isinstance(resources, str) else resources:
+                grants.add((action, resource))
+    return grants
+
+
+@pytest.fixture(autouse=True)
+def _no_config() -> None:
+    """Each test starts with no stack config (a test that needs some sets it)."""
+    pulumi.runtime.set_all_config({}, [])
