@@ -6,6 +6,8 @@ emulator holds what `pulumi up` would create.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from functions import contract
@@ -35,3 +37,68 @@ def create_sessions_table(dynamodb: Any, name: str) -> None:
         TableName=name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": contract.EXPIRES_AT},
     )
+
+
+@dataclass(frozen=True)
+class DeliveryQueues:
+    """The SQS queue standing in for the publish Lambda's SNS subscription, and its DLQ."""
+
+    queue_url: str
+    queue_arn: str
+    dead_letter_queue_url: str
+    subscription_arn: str
+
+
+# Lambda retries a failed asynchronous invocation twice: three attempts, then the DLQ.
+DELIVERY_MAX_RECEIVES = 3
+# Seconds before a failed delivery is retried. Lambda waits about a minute; a few seconds keep
+# the local retry loop observable without waiting.
+DELIVERY_RETRY_SECONDS = 3
+
+
+def create_topic(sns: Any, name: str) -> str:
+    """The notifications topic, encrypted with the AWS managed key as on AWS."""
+    return sns.create_topic(Name=name, Attributes={"KmsMasterKeyId": "alias/aws/sns"})["TopicArn"]
+
+
+def create_delivery_queues(
+    sqs: Any, sns: Any, *, topic_arn: str, name: str, broadcast_enabled: bool
+) -> DeliveryQueues:
+    """Subscribe a queue to the topic with the publish subscription's filter policy.
+
+    Not raw delivery: the queue receives the SNS notification document, from which the local
+    delivery builds the SNS-shaped Lambda event.
+    """
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = _queue_arn(sqs, dlq_url)
+    queue_url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(DELIVERY_RETRY_SECONDS),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": DELIVERY_MAX_RECEIVES}
+            ),
+        },
+    )["QueueUrl"]
+    queue_arn = _queue_arn(sqs, queue_url)
+    subscription_arn = sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={
+            "FilterPolicy": json.dumps(contract.subscription_filter_policy(broadcast_enabled)),
+            "FilterPolicyScope": contract.FILTER_POLICY_SCOPE,
+        },
+        ReturnSubscriptionArn=True,
+    )["SubscriptionArn"]
+    return DeliveryQueues(queue_url, queue_arn, dlq_url, subscription_arn)
+
+
+def _queue_arn(sqs: Any, queue_url: str) -> str:
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    return attributes["Attributes"]["QueueArn"]
+
+
+def put_jwt_secret(ssm: Any, name: str, secret: str) -> None:
+    """The token key as a SecureString, where the authorizer reads it at run time."""
+    ssm.put_parameter(Name=name, Value=secret, Type="SecureString", Overwrite=True)
