@@ -7,6 +7,7 @@ reading the stack's config and exporting the outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -60,7 +61,7 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
     topic = notifications_topic("notifications", account_id, partition)
     archive = code_archive()
 
-    def make(handler: str, **kwargs) -> LambdaFunction:
+    def make(handler: str, **kwargs: Any) -> LambdaFunction:
         return lambda_function(handler, settings=settings, archive=archive, **kwargs)
 
     functions = {
