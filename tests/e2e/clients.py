@@ -1,0 +1,56 @@
+"""Small helpers for end-to-end tests: WebSocket clients and SNS attributes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from functions import contract
+
+T = TypeVar("T")
+FRAME_TIMEOUT_SECONDS = 10
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one scenario (the suite has no asyncio plugin; each test owns its loop)."""
+    return asyncio.run(coroutine)
+
+
+def open_client(
+    url: str, *, user_agent: str = "e2e", subprotocols: Sequence[str] | None = None
+) -> Any:
+    # proxy=None: a shell's proxy settings must not capture localhost traffic.
+    return connect(
+        url,
+        user_agent_header=user_agent,
+        subprotocols=list(subprotocols) if subprotocols else None,  # type: ignore[arg-type]
+        proxy=None,
+        open_timeout=FRAME_TIMEOUT_SECONDS,
+    )
+
+
+async def next_frame(ws: ClientConnection, timeout: float = FRAME_TIMEOUT_SECONDS) -> Any:
+    """The next text frame, parsed as JSON."""
+    frame = await asyncio.wait_for(ws.recv(), timeout)
+    return json.loads(frame)
+
+
+def to_user(user_id: str) -> dict[str, Any]:
+    return {contract.TARGET_USER_ATTRIBUTE: {"DataType": "String", "StringValue": user_id}}
+
+
+def to_users(*user_ids: str) -> dict[str, Any]:
+    return {
+        contract.TARGET_USER_ATTRIBUTE: {
+            "DataType": "String.Array",
+            "StringValue": json.dumps(list(user_ids)),
+        }
+    }
+
+
+def of_type(kind: str) -> dict[str, Any]:
+    return {contract.TYPE_ATTRIBUTE: {"DataType": "String", "StringValue": kind}}
