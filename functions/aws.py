@@ -17,6 +17,8 @@ from botocore.config import Config
 # transient 5xx with backoff; the legacy default does not retry a 429.
 _RETRIES = {"mode": "standard", "max_attempts": 3}
 
+# Kept across resets: it holds the parsed service models, and clients made from it read the
+# region and endpoint variables afresh (only resolved credentials stay cached).
 _session: boto3.session.Session | None = None
 _clients: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
@@ -50,9 +52,7 @@ def client(service_name: str, *, endpoint_url: str | None = None, **config: Any)
 
 
 def reset_clients() -> None:
-    """Forget every cached client and the session (with the region and credentials it
-    resolved), e.g. after a test changed the environment."""
-    global _session
+    """Forget every cached client, e.g. after a test changed the endpoint, region or settings,
+    or hooked a client (the next call builds a fresh one)."""
     with _lock:
         _clients.clear()
-        _session = None

@@ -56,16 +56,21 @@ def moto() -> Iterator[None]:
         yield
 
 
+# One session for the tests' own clients: moto resets boto3's default session at every start,
+# which would parse the service models again for each test.
+_test_session = boto3.session.Session()
+
+
 @pytest.fixture
 def dynamodb(moto: None) -> Any:
-    client = boto3.client("dynamodb", region_name=events.REGION)
+    client = _test_session.client("dynamodb", region_name=events.REGION)
     create_sessions_table(client, TABLE)
     return client
 
 
 @pytest.fixture
 def ssm(moto: None) -> Any:
-    client = boto3.client("ssm", region_name=events.REGION)
+    client = _test_session.client("ssm", region_name=events.REGION)
     client.put_parameter(Name=SECRET_PARAMETER, Value=SECRET, Type="SecureString")
     return client
 

@@ -18,7 +18,7 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def assert_unauthorized(event: dict[str, Any]) -> None:
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorize(event)
 
 
