@@ -28,6 +28,19 @@ from functions import contract, environment, management, sessions
 logger = logging.getLogger(__name__)
 
 DELIVERED, GONE, FAILED = "delivered", "gone", "failed"
+# The counts a run returns (and PublishIncomplete carries): records seen, records dropped for
+# invalid target attributes, too large, or whose connections could not be looked up; then
+# connections found and the outcome of each post.
+SUMMARY_KEYS = (
+    "messages",
+    "rejected",
+    "oversized",
+    "lookup_failed",
+    "connections",
+    DELIVERED,
+    GONE,
+    FAILED,
+)
 
 
 class InvalidTarget(ValueError):
@@ -51,19 +64,7 @@ class Target:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     """Deliver every record; returns the counts, or raises PublishIncomplete with them."""
-    summary = dict.fromkeys(
-        (
-            "messages",
-            "rejected",
-            "oversized",
-            "lookup_failed",
-            "connections",
-            DELIVERED,
-            GONE,
-            FAILED,
-        ),
-        0,
-    )
+    summary = dict.fromkeys(SUMMARY_KEYS, 0)
     broadcast_enabled = environment.flag(contract.ENV_BROADCAST_ENABLED)
     with ThreadPoolExecutor(max_workers=environment.publish_concurrency()) as pool:
         for record in event.get("Records") or []:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote
@@ -101,9 +102,12 @@ class ScriptedManagementApi:
     through botocore's normal error handling, so `management` sees real ClientErrors.
     """
 
-    def __init__(self, answers: dict[str, tuple[int, str]]) -> None:
+    def __init__(self, answers: dict[str, tuple[int, str]], delay: float = 0.0) -> None:
         self.answers = answers  # connectionId -> (HTTP status, error code); default 200
+        self.delay = delay  # seconds each post takes
         self.posts: dict[str, list[bytes]] = {}
+        self.in_flight = 0
+        self.most_in_flight = 0
         self._lock = threading.Lock()
         client = management.management_client()
         client.meta.events.register(
@@ -120,6 +124,11 @@ class ScriptedManagementApi:
         connection_id, data = context["scripted"]
         with self._lock:
             self.posts.setdefault(connection_id, []).append(data)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(self.delay)
+        with self._lock:
+            self.in_flight -= 1
         status, code = self.answers.get(connection_id, (200, ""))
         parsed: dict[str, Any] = {"ResponseMetadata": {"HTTPStatusCode": status}}
         if status >= 300:
@@ -128,7 +137,7 @@ class ScriptedManagementApi:
 
 
 @pytest.fixture
-def scripted_management(moto: None) -> Callable[[dict[str, tuple[int, str]]], Any]:
+def scripted_management(moto: None) -> Callable[..., ScriptedManagementApi]:
     return ScriptedManagementApi
 
 

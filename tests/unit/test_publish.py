@@ -159,6 +159,18 @@ def test_other_errors_raise_after_every_connection_was_tried(
     assert set(session_rows(users)) == {"u1-web=", "u1-phone=", "u2-web=", "u3-web="}
 
 
+def test_posts_run_concurrently_up_to_the_configured_bound(
+    dynamodb: Any, scripted_management: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(contract.ENV_PUBLISH_CONCURRENCY, "4")
+    for n in range(12):
+        add_session(dynamodb, f"conn-{n:02d}=", "user-1")
+    api = scripted_management({}, delay=0.05)
+    summary = run(sns_record("{}", {"userId": string("user-1")}))
+    assert summary["delivered"] == 12
+    assert api.most_in_flight == 4
+
+
 def test_envelope_at_the_limit_is_posted_one_byte_more_is_not(users: Any) -> None:
     overhead = len(publish.envelope(MESSAGE_ID, "notification", "", SENT_AT))
     fits = "x" * (contract.MAX_MESSAGE_BYTES - overhead)
