@@ -21,7 +21,7 @@ from botocore.config import Config
 from functions import contract
 from local.events import sns_event
 from local.lambdas import Lambdas
-from local.resources import DELIVERY_MAX_RECEIVES
+from local.resources import DELIVERY_MAX_RECEIVES, DELIVERY_RETRY_SECONDS
 
 log = logging.getLogger("local.delivery")
 
@@ -99,12 +99,20 @@ class Delivery:
                     contract.PUBLISH, sns_event(self._subscription_arn, notification)
                 )
             except Exception:
+                # Not deleted: the message becomes visible again after the queue's visibility
+                # timeout (a retry), and the redrive policy moves it to the DLQ after the last.
+                then = (
+                    "it goes to the dead-letter queue"
+                    if int(attempt) >= DELIVERY_MAX_RECEIVES
+                    else f"retried in {DELIVERY_RETRY_SECONDS}s"
+                )
                 log.exception(
-                    "publish message=%s %s attempt %s/%s failed; SNS retries it",
+                    "publish message=%s %s attempt %s/%s failed; %s",
                     message_id,
                     targets,
                     attempt,
                     DELIVERY_MAX_RECEIVES,
+                    then,
                 )
                 return
             self._sqs.delete_message(

@@ -101,3 +101,19 @@ def test_broadcast_reaches_every_connected_client(stack: LocalStack, user) -> No
                 assert frame["data"] == {}
 
     run(scenario())
+
+
+def test_an_undeliverable_notification_is_retried_then_dead_lettered(
+    stack: LocalStack, user
+) -> None:
+    # SNS takes 256 KB, API Gateway delivers 128 KB: the publish function refuses the envelope
+    # and fails, so the notification is retried and then kept, never silently dropped.
+    alice = user("alice")
+    message_id = stack.publish("x" * (200 * 1024), to_user(alice))
+    stack.wait_for_log(f"publish message={message_id}", "attempt 3/3 failed", timeout=30)
+    sqs = stack.client("sqs")
+    received = sqs.receive_message(
+        QueueUrl=stack.outputs["deadLetterQueueUrl"], WaitTimeSeconds=20, MaxNumberOfMessages=1
+    )
+    (dead,) = received["Messages"]
+    assert json.loads(dead["Body"])["MessageId"] == message_id
