@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +169,15 @@ def policy_grants(policy_json: str) -> set[tuple[str, str]]:
 
 
 @pytest.fixture(autouse=True)
-def _no_config() -> None:
-    """Each test starts with no stack config (a test that needs some sets it)."""
+def _no_config() -> Iterator[None]:
+    """Each test starts with no stack config (a test that needs some sets it).
+
+    It also gets an event loop of its own: Pulumi's test runner uses the thread's current loop,
+    and tests elsewhere in the session (asyncio.run) leave the main thread without one.
+    """
     pulumi.runtime.set_all_config({}, [])
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
