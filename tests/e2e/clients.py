@@ -16,8 +16,18 @@ FRAME_TIMEOUT_SECONDS = 10
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run one scenario (the suite has no asyncio plugin; each test owns its loop)."""
-    return asyncio.run(coroutine)
+    """Run one scenario on a loop of its own (the suite has no asyncio plugin).
+
+    Not `asyncio.run`: that leaves the thread with no current event loop, which breaks later
+    tests in the same process that call `asyncio.get_event_loop()` (Pulumi's mocks do).
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
 
 
 def open_client(
