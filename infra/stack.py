@@ -14,6 +14,13 @@ import pulumi_aws as aws
 
 from functions import contract
 from infra.api import WebSocketApi, websocket_api
+from infra.dead_letters import (
+    SEND_MESSAGE,
+    DeadLetterQueue,
+    dead_letter_queue,
+    failure_destination,
+    redrive_policy,
+)
 from infra.functions import LambdaFunction, code_archive, lambda_function
 from infra.policies import statement
 from infra.secret import jwt_secret_parameter
@@ -35,6 +42,8 @@ class Stack:
     api: WebSocketApi
     subscription: aws.sns.TopicSubscription
     sns_permission: aws.lambda_.Permission
+    dead_letters: DeadLetterQueue
+    publish_failures: aws.lambda_.FunctionEventInvokeConfig
     outputs: dict[str, pulumi.Output[str]]
 
 
@@ -59,6 +68,7 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
     secret = pulumi.Output.secret(jwt_secret).apply(_checked_secret)
     parameter = jwt_secret_parameter("jwt-secret", secret)
     topic = notifications_topic("notifications", account_id, partition)
+    dead_letters = dead_letter_queue("dead-letters", topic.topic.arn)
     archive = code_archive()
 
     def make(handler: str, **kwargs: Any) -> LambdaFunction:
@@ -120,6 +130,10 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
             )
         )
     )
+    # Lambda sends a failed event to the on-failure destination with the function's role.
+    publish_statements.append(
+        dead_letters.queue.arn.apply(lambda arn: statement([SEND_MESSAGE], [arn]))
+    )
     functions[contract.PUBLISH] = make(
         contract.PUBLISH,
         statements=publish_statements,
@@ -139,13 +153,18 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
         principal="sns.amazonaws.com",
         source_arn=topic.topic.arn,
     )
+    # Created before the subscription, so no failure from the first delivery on is lost.
+    publish_failures = failure_destination("publish-failures", publish, dead_letters.queue)
     subscription = publish_subscription(
         "publish-subscription",
         topic.topic,
         publish,
         settings.broadcast_enabled,
-        # SNS may deliver as soon as the subscription exists.
-        opts=pulumi.ResourceOptions(depends_on=[sns_permission]),
+        redrive_policy=redrive_policy(dead_letters.queue.arn),
+        # SNS may deliver as soon as the subscription exists (and dead-letter right away).
+        opts=pulumi.ResourceOptions(
+            depends_on=[sns_permission, dead_letters.policy, publish_failures]
+        ),
     )
 
     outputs: dict[str, pulumi.Output[str]] = {
@@ -159,6 +178,8 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
         "jwtSecretParameter": parameter.name,
         "publishFunction": publish.name,
         "accessLogGroup": api.access_log_group.name,
+        "deadLetterQueueUrl": dead_letters.queue.url,
+        "deadLetterQueueArn": dead_letters.queue.arn,
     }
     return Stack(
         settings=settings,
@@ -169,6 +190,8 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
         api=api,
         subscription=subscription,
         sns_permission=sns_permission,
+        dead_letters=dead_letters,
+        publish_failures=publish_failures,
         outputs=outputs,
     )
 

@@ -66,9 +66,13 @@ def publish_subscription(
     topic: aws.sns.Topic,
     function: aws.lambda_.Function,
     broadcast_enabled: bool,
+    redrive_policy: pulumi.Input[str] | None = None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> aws.sns.TopicSubscription:
-    """Lambda subscription whose filter policy drops messages that name no target."""
+    """Lambda subscription whose filter policy drops messages that name no target.
+
+    `redrive_policy` names where SNS puts a message it could not deliver to the function.
+    """
     return aws.sns.TopicSubscription(
         name,
         topic=topic.arn,
@@ -76,5 +80,6 @@ def publish_subscription(
         endpoint=function.arn,
         filter_policy=json.dumps(contract.subscription_filter_policy(broadcast_enabled)),
         filter_policy_scope=contract.FILTER_POLICY_SCOPE,
+        redrive_policy=redrive_policy,
         opts=opts,
     )

@@ -8,6 +8,7 @@ as the engine would have received them (camelCase, Outputs resolved).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from functions import contract
 from infra.settings import StackSettings, settings_from
 from infra.stack import Stack, build_stack
 
@@ -27,6 +29,19 @@ API_ID = "a1b2c3d4e5"
 # Distinctive, so a leak anywhere is found by a substring search.
 JWT_SECRET = "jwt-secret-for-tests-0123456789-abcdefghijklmnop"
 
+# Physical names and ARNs as the mocks below make them (auto-named resources get "-1a2b3c4").
+TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/sessions-1a2b3c4"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:notifications-1a2b3c4"
+QUEUE_NAME = "dead-letters-1a2b3c4"
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE_NAME}"
+PARAMETER = f"/{PROJECT}/{STACK}/jwt-secret"
+PARAMETER_ARN = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{PARAMETER}"
+EXECUTION_ARN = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}"
+
+
+def queue_url(name: str) -> str:
+    return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+
 
 @dataclass(frozen=True)
 class Registered:
@@ -34,6 +49,21 @@ class Registered:
     name: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    # Names of the resources it waits for (explicit depends_on and those its inputs come from).
+    depends_on: frozenset[str] = frozenset()
+
+
+class Monitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock engine, also noting what each resource was registered as depending on."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.dependencies: dict[str, frozenset[str]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # the engine's RPC name
+        names = frozenset(urn.rsplit("::", 1)[-1] for urn in request.dependencies)
+        self.dependencies[request.name] = names
+        return super().RegisterResource(request)
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -50,6 +80,9 @@ class Mocks(pulumi.runtime.Mocks):
         # Auto-naming: the provider appends a random suffix to the resource name.
         outputs.setdefault("name", f"{name}-1a2b3c4")
         physical = outputs["name"]
+        if typ == "aws:sqs/queue:Queue":
+            # A queue's id is its URL.
+            resource_id = outputs["url"] = queue_url(physical)
         prefix = f"arn:aws:{{}}:{REGION}:{ACCOUNT}"
         if typ == "aws:lambda/function:Function":
             arn = f"{prefix.format('lambda')}:function:{physical}"
@@ -68,6 +101,8 @@ class Mocks(pulumi.runtime.Mocks):
             arn = f"{prefix.format('ssm')}:parameter{physical}"
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             arn = f"{prefix.format('logs')}:log-group:{physical}"
+        elif typ == "aws:sqs/queue:Queue":
+            arn = f"{prefix.format('sqs')}:{physical}"
         elif typ == "aws:iam/role:Role":
             arn = f"arn:aws:iam::{ACCOUNT}:role/{physical}"
         else:
@@ -127,7 +162,8 @@ def deploy(
 ) -> Deployed:
     """Run one program against fresh mocks; `program` defaults to `build_stack` on `config`."""
     mocks = Mocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False)
+    monitor = Monitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=monitor)
     result: dict[str, Any] = {}
 
     def default_program() -> Stack:
@@ -142,6 +178,10 @@ def deploy(
         return pulumi.Output.all(**stack.outputs).apply(lambda values: result.update(values))
 
     run()
+    mocks.resources[:] = [
+        dataclasses.replace(r, depends_on=monitor.dependencies.get(r.name, frozenset()))
+        for r in mocks.resources
+    ]
     stack = result.pop("stack")
     watched = {"parameterValue": stack.jwt_secret.value, **stack.outputs}
 
@@ -166,6 +206,54 @@ def policy_grants(policy_json: str) -> set[tuple[str, str]]:
             for resource in [resources] if isinstance(resources, str) else resources:
                 grants.add((action, resource))
     return grants
+
+
+def fn_name(handler: str) -> str:
+    return f"{PROJECT}-{STACK}-{handler}"
+
+
+def log_arn(handler: str) -> str:
+    return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{fn_name(handler)}:*"
+
+
+def expected_grants(*, broadcast: bool, stage: str) -> dict[str, set[tuple[str, str]]]:
+    """Handler -> the (action, resource) pairs its role must allow, and nothing else.
+
+    Written out from the resource names rather than read back from the program, so a grant the
+    program adds or widens shows up as a difference.
+    """
+
+    def logs(handler: str) -> set[tuple[str, str]]:
+        # Lambda writes the function's logs with its role.
+        return {
+            ("logs:CreateLogStream", log_arn(handler)),
+            ("logs:PutLogEvents", log_arn(handler)),
+        }
+
+    publish = {
+        ("dynamodb:Query", f"{TABLE_ARN}/index/{contract.USER_INDEX}"),
+        ("dynamodb:DeleteItem", TABLE_ARN),
+        ("execute-api:ManageConnections", f"{EXECUTION_ARN}/{stage}/POST/@connections/*"),
+        # Lambda sends a failed event to the on-failure destination with the function's role.
+        ("sqs:SendMessage", QUEUE_ARN),
+    }
+    if broadcast:
+        publish.add(("dynamodb:Scan", TABLE_ARN))
+    return {
+        contract.AUTHORIZER: logs(contract.AUTHORIZER) | {("ssm:GetParameter", PARAMETER_ARN)},
+        contract.CONNECT: logs(contract.CONNECT) | {("dynamodb:PutItem", TABLE_ARN)},
+        contract.DISCONNECT: logs(contract.DISCONNECT) | {("dynamodb:DeleteItem", TABLE_ARN)},
+        contract.DEFAULT: logs(contract.DEFAULT),
+        contract.PUBLISH: logs(contract.PUBLISH) | publish,
+    }
+
+
+def role_grants(deployed: Deployed) -> dict[str, set[tuple[str, str]]]:
+    """Handler -> what its role's inline policy allows."""
+    return {
+        name.removesuffix("-policy"): policy_grants(p.inputs["policy"])
+        for name, p in deployed.all("aws:iam/rolePolicy:RolePolicy").items()
+    }
 
 
 @pytest.fixture(autouse=True)

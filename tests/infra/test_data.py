@@ -7,9 +7,16 @@ import json
 import pytest
 
 from functions import contract
-from tests.infra.conftest import ACCOUNT, JWT_SECRET, PROJECT, REGION, STACK, deploy
-
-TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:notifications-1a2b3c4"
+from tests.infra.conftest import (
+    ACCOUNT,
+    JWT_SECRET,
+    PROJECT,
+    QUEUE_ARN,
+    REGION,
+    STACK,
+    TOPIC_ARN,
+    deploy,
+)
 
 
 def test_sessions_table_shape() -> None:
@@ -64,6 +71,16 @@ def test_publish_subscription_filters_on_message_attributes(broadcast: bool) -> 
     )
     assert json.loads(inputs["filterPolicy"]) == contract.subscription_filter_policy(broadcast)
     assert inputs["filterPolicyScope"] == contract.FILTER_POLICY_SCOPE
+    # What SNS cannot deliver to the function goes to the dead-letter queue.
+    assert json.loads(inputs["redrivePolicy"]) == {"deadLetterTargetArn": QUEUE_ARN}
+    assert set(inputs) == {
+        "topic",
+        "protocol",
+        "endpoint",
+        "filterPolicy",
+        "filterPolicyScope",
+        "redrivePolicy",
+    }
 
 
 def test_sns_may_invoke_publish_from_the_topic_only() -> None:

@@ -13,26 +13,17 @@ from infra.functions import code_archive, code_files, function_name
 from infra.policies import statement
 from infra.settings import PROJECT_ROOT
 from tests.infra.conftest import (
-    ACCOUNT,
     API_ID,
+    PARAMETER,
     PROJECT,
     REGION,
-    STACK,
     deploy,
-    policy_grants,
+    expected_grants,
+    fn_name,
+    role_grants,
 )
 
 FUNCTION = "aws:lambda/function:Function"
-TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/sessions-1a2b3c4"
-PARAMETER = f"/{PROJECT}/{STACK}/jwt-secret"
-
-
-def fn_name(handler: str) -> str:
-    return f"{PROJECT}-{STACK}-{handler}"
-
-
-def log_arn(handler: str) -> str:
-    return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{fn_name(handler)}:*"
 
 
 def test_one_function_per_handler_with_configured_settings() -> None:
@@ -119,35 +110,7 @@ def test_publish_knows_the_stage_management_endpoint_and_broadcast_switch() -> N
 def test_each_role_allows_exactly_what_its_handler_calls(broadcast: bool) -> None:
     deployed = deploy({"broadcastEnabled": str(broadcast).lower(), "stageName": "live"})
     policies = deployed.all("aws:iam/rolePolicy:RolePolicy")
-    grants = {
-        name.removesuffix("-policy"): policy_grants(p.inputs["policy"])
-        for name, p in policies.items()
-    }
-
-    def logs(handler: str) -> set[tuple[str, str]]:
-        return {
-            ("logs:CreateLogStream", log_arn(handler)),
-            ("logs:PutLogEvents", log_arn(handler)),
-        }
-
-    publish = {
-        ("dynamodb:Query", f"{TABLE_ARN}/index/{contract.USER_INDEX}"),
-        ("dynamodb:DeleteItem", TABLE_ARN),
-        (
-            "execute-api:ManageConnections",
-            f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/live/POST/@connections/*",
-        ),
-    }
-    if broadcast:
-        publish.add(("dynamodb:Scan", TABLE_ARN))
-    parameter_arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{PARAMETER}"
-    assert grants == {
-        contract.AUTHORIZER: logs(contract.AUTHORIZER) | {("ssm:GetParameter", parameter_arn)},
-        contract.CONNECT: logs(contract.CONNECT) | {("dynamodb:PutItem", TABLE_ARN)},
-        contract.DISCONNECT: logs(contract.DISCONNECT) | {("dynamodb:DeleteItem", TABLE_ARN)},
-        contract.DEFAULT: logs(contract.DEFAULT),
-        contract.PUBLISH: logs(contract.PUBLISH) | publish,
-    }
+    assert role_grants(deployed) == expected_grants(broadcast=broadcast, stage="live")
     for handler in contract.HANDLERS:
         role = deployed.one("aws:iam/role:Role", f"{handler}-role")
         assert policies[f"{handler}-policy"].inputs["role"] == f"{handler}-role-id"

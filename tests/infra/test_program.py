@@ -14,9 +14,12 @@ from tests.infra.conftest import (
     API_ID,
     JWT_SECRET,
     PROJECT,
+    QUEUE_ARN,
+    QUEUE_NAME,
     REGION,
     STACK,
     deploy,
+    queue_url,
 )
 
 
@@ -33,6 +36,8 @@ def test_outputs() -> None:
         "jwtSecretParameter": f"/{PROJECT}/{STACK}/jwt-secret",
         "publishFunction": f"{PROJECT}-{STACK}-publish",
         "accessLogGroup": f"/aws/apigateway/{PROJECT}-{STACK}/access",
+        "deadLetterQueueUrl": queue_url(QUEUE_NAME),
+        "deadLetterQueueArn": QUEUE_ARN,
     }
 
 
