@@ -18,15 +18,36 @@ ACCOUNT = "123456789012"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
+class _MotoServer(ThreadedMotoServer):
+    """ThreadedMotoServer that reports a failed bind instead of waiting for it forever.
+
+    Its `start()` waits for an event the server thread sets only once it listens; when the
+    port is taken the thread dies first, so the error is recorded and the wait released.
+    """
+
+    error: OSError | None = None
+
+    def _server_entry(self) -> None:
+        try:
+            super()._server_entry()
+        except (OSError, SystemExit) as error:
+            # werkzeug prints "Address already in use" and calls sys.exit(1) on a taken port.
+            self.error = error if isinstance(error, OSError) else OSError("address in use")
+            self._server_ready_event.set()
+
+
 class Emulator:
     def __init__(self, host: str, port: int) -> None:
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._server = _MotoServer(ip_address=host, port=port, verbose=False)
         self.endpoint_url = ""
 
     def start(self) -> str:
+        """Start listening; raises OSError when the port cannot be bound."""
         # werkzeug logs every request at INFO; the gateway and delivery logs say what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
+        if self._server.error is not None:
+            raise self._server.error
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
         return self.endpoint_url

@@ -105,7 +105,8 @@ async def _run(options: Options) -> int:
     except OSError as error:
         gateway_socket.close()
         raise StartupError(
-            f"cannot start the AWS emulator on port {options.aws_port}: {error}"
+            f"cannot start the AWS emulator on port {options.aws_port} ({error}); "
+            "pass --aws-port with a free port, or --aws-port 0 to pick one"
         ) from None
     outputs_path = options.state_dir / OUTPUTS_FILE
     runner: web.AppRunner | None = None
