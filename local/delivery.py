@@ -20,7 +20,7 @@ from botocore.config import Config
 
 from functions import contract
 from local.events import sns_event
-from local.lambdas import Lambdas
+from local.lambdas import Invoker
 from local.resources import DELIVERY_MAX_RECEIVES, DELIVERY_RETRY_SECONDS
 
 log = logging.getLogger("local.delivery")
@@ -39,7 +39,7 @@ class Delivery:
         *,
         queue_url: str,
         subscription_arn: str,
-        lambdas: Lambdas,
+        lambdas: Invoker,
         workers: int = WORKERS,
     ) -> None:
         self._sqs = sqs

@@ -31,7 +31,7 @@ from functions import contract
 from local import events
 from local.authorization import AuthorizerError, decide
 from local.faults import Faults
-from local.lambdas import Lambdas
+from local.lambdas import Invoker
 
 log = logging.getLogger("local.gateway")
 
@@ -96,7 +96,7 @@ class Gateway:
         stage: str,
         region: str,
         account: str,
-        lambdas: Lambdas,
+        lambdas: Invoker,
         faults: Faults,
         dev_tools: DevTools,
         websocket_url: Callable[[], str],

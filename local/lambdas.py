@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from functions import contract
 from local.lambda_context import lambda_context
@@ -20,6 +20,12 @@ log = logging.getLogger("local.lambda")
 
 # API Gateway gives up on an integration after 29 s; the WebSocket handlers live within that.
 GATEWAY_INTEGRATION_TIMEOUT_SECONDS = 29
+
+
+class Invoker(Protocol):
+    """What the gateway and the delivery need: run a handler of `contract.HANDLERS`."""
+
+    def invoke(self, handler: str, event: dict[str, Any]) -> Any: ...
 
 
 @dataclass(frozen=True)
