@@ -30,6 +30,11 @@ def test_unknown_and_malformed_connection_ids(stack: LocalStack) -> None:
         410,
     )
     assert _error(lambda: api.get_connection(ConnectionId=UNKNOWN_ID)) == ("GoneException", 410)
+    # "+" is part of the id alphabet; it travels percent-encoded in the path.
+    assert _error(lambda: api.delete_connection(ConnectionId="AAAA+AAAAAAAAAA=")) == (
+        "GoneException",
+        410,
+    )
     assert _error(lambda: api.post_to_connection(ConnectionId="not-an-id", Data=b"x")) == (
         "BadRequestException",
         400,
