@@ -273,12 +273,15 @@ class Gateway:
             self.connections.pop(connection.id, None)
             worker.cancel()
             watchdog.cancel()
+        try:
+            if connection.server_close is not None:
+                close_code, close_reason = connection.server_close
+            log.info("conn=%s CLOSED code=%s reason=%r", connection.id, close_code, close_reason)
+            await self._disconnect(connection, close_code, close_reason)
+        finally:
+            # Only now is the connection finished: close_all() waits for its $disconnect too.
             if task is not None:
                 self._sessions.discard(task)
-        if connection.server_close is not None:
-            close_code, close_reason = connection.server_close
-        log.info("conn=%s CLOSED code=%s reason=%r", connection.id, close_code, close_reason)
-        await self._disconnect(connection, close_code, close_reason)
         return ws
 
     # --- frames -----------------------------------------------------------------------------
