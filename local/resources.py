@@ -46,6 +46,7 @@ class DeliveryQueues:
     queue_url: str
     queue_arn: str
     dead_letter_queue_url: str
+    dead_letter_queue_arn: str
     subscription_arn: str
 
 
@@ -91,7 +92,7 @@ def create_delivery_queues(
         },
         ReturnSubscriptionArn=True,
     )["SubscriptionArn"]
-    return DeliveryQueues(queue_url, queue_arn, dlq_url, subscription_arn)
+    return DeliveryQueues(queue_url, queue_arn, dlq_url, dlq_arn, subscription_arn)
 
 
 def _queue_arn(sqs: Any, queue_url: str) -> str:

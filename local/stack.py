@@ -28,6 +28,7 @@ from infra.settings import StackSettings, load_project, settings_for_stack
 from local import resources
 from local.delivery import Delivery, sqs_client_for_polling
 from local.emulator import ACCOUNT, REGION, Emulator, point_sdk_at
+from local.events import API_ID
 from local.faults import Faults
 from local.gateway import DevTools, Gateway
 from local.lambdas import Lambdas
@@ -177,6 +178,11 @@ async def _run(options: Options) -> int:
             "jwtSecretParameter": secret_parameter,
             "demoUrl": f"{base_http}/",
             "deadLetterQueueUrl": created["deadLetterQueueUrl"],
+            "deadLetterQueueArn": created["deadLetterQueueArn"],
+            "apiId": API_ID,
+            "stage": settings.stage_name,
+            "publishFunction": lambdas.function_name(contract.PUBLISH),
+            # Local only: which stack's settings `python -m local token` should read.
             "stack": options.stack,
         }
         options.state_dir.mkdir(parents=True, exist_ok=True)
@@ -255,6 +261,7 @@ def _create_resources(
         "queueUrl": queues.queue_url,
         "subscriptionArn": queues.subscription_arn,
         "deadLetterQueueUrl": queues.dead_letter_queue_url,
+        "deadLetterQueueArn": queues.dead_letter_queue_arn,
     }
 
 

@@ -94,3 +94,15 @@ def test_the_demo_page_and_its_helpers(stack: LocalStack, user) -> None:
             assert frame["data"] == {"n": 1}
 
     run(scenario())
+
+
+def test_outputs_use_the_pulumi_output_names(stack: LocalStack) -> None:
+    outputs = stack.outputs
+    pulumi_names = {"websocketUrl", "managementEndpoint", "topicArn", "sessionsTable", "apiId",
+                    "stage", "region", "jwtSecretParameter", "publishFunction",
+                    "deadLetterQueueUrl", "deadLetterQueueArn"}  # fmt: skip
+    local_extras = {"awsEndpointUrl", "demoUrl", "stack"}
+    assert pulumi_names | local_extras <= set(outputs)
+    assert outputs["websocketUrl"] == outputs["managementEndpoint"].replace("http", "ws", 1)
+    assert outputs["websocketUrl"].endswith("/" + outputs["stage"])
+    assert outputs["jwtSecretParameter"] == f"/mentorassist-websocket/{outputs['stack']}/jwt-secret"
