@@ -8,6 +8,8 @@ import subprocess
 import sys
 import urllib.request
 
+from functions.contract import jwt_secret_parameter_name
+from infra.settings import load_project
 from tests.e2e.clients import next_frame, open_client, run, to_user
 from tests.e2e.conftest import ROOT, LocalStack
 
@@ -105,4 +107,5 @@ def test_outputs_use_the_pulumi_output_names(stack: LocalStack) -> None:
     assert pulumi_names | local_extras <= set(outputs)
     assert outputs["websocketUrl"] == outputs["managementEndpoint"].replace("http", "ws", 1)
     assert outputs["websocketUrl"].endswith("/" + outputs["stage"])
-    assert outputs["jwtSecretParameter"] == f"/mentorassist-websocket/{outputs['stack']}/jwt-secret"
+    project = load_project()["name"]
+    assert outputs["jwtSecretParameter"] == jwt_secret_parameter_name(project, outputs["stack"])
