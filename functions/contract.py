@@ -109,3 +109,18 @@ IDLE_TIMEOUT_SECONDS = 10 * 60  # ... and an idle one after 10 minutes
 def jwt_secret_parameter_name(project: str, stack: str) -> str:
     """SSM SecureString holding a stack's JWT key (the authorizer gets the name, not the key)."""
     return f"/{project}/{stack}/jwt-secret"
+
+
+# --- Failure handling (issue 3) -------------------------------------------------------------
+# Optional SNS attribute: the notification's stable id. A backend may set it; the replay tool
+# sets it to the original id, so a replayed notification keeps the `id` clients dedupe by.
+# Without it the envelope id is the SNS MessageId.
+NOTIFICATION_ID_ATTRIBUTE = "notificationId"
+# Dead-letter queue: notifications that could not be delivered, with the reason.
+ENV_DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
+# Pending deliveries: written only when a notification reached some but not all of its
+# connections, so the retried invocation posts to the remainder instead of fanning out again.
+ENV_PENDING_DELIVERIES_TABLE = "PENDING_DELIVERIES_TABLE"
+PENDING_NOTIFICATION_ID = "notificationId"  # partition key (S)
+PENDING_REMAINING = "remaining"  # string set: connection ids still owed the notification
+# Pending rows expire through TTL on contract.EXPIRES_AT (epoch seconds) as well.

@@ -103,3 +103,21 @@ def _queue_arn(sqs: Any, queue_url: str) -> str:
 def put_jwt_secret(ssm: Any, name: str, secret: str) -> None:
     """The token key as a SecureString, where the authorizer reads it at run time."""
     ssm.put_parameter(Name=name, Value=secret, Type="SecureString", Overwrite=True)
+
+
+def create_pending_deliveries_table(dynamodb: Any, name: str) -> None:
+    """Pending deliveries: `notificationId` key, TTL on `expiresAt`."""
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": contract.PENDING_NOTIFICATION_ID, "AttributeType": "S"}
+        ],
+        KeySchema=[{"AttributeName": contract.PENDING_NOTIFICATION_ID, "KeyType": "HASH"}],
+        SSESpecification={"Enabled": True},
+    )
+    dynamodb.get_waiter("table_exists").wait(TableName=name)
+    dynamodb.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": contract.EXPIRES_AT},
+    )
