@@ -6,7 +6,8 @@ One aiohttp server on one port, as API Gateway serves both on one host:
   frames go through route selection to `$default`; a close runs `$disconnect`.
 - `/{stage}/@connections/{connectionId}`: the management API (POST, GET, DELETE) with AWS's
   status codes and error shapes, so botocore raises the ClientError it raises on AWS.
-- `/` and `/local/...`: the demo page and its local-only helpers (never part of the API).
+- `/` and `/local/...`: the demo page and its local-only helpers (never part of the API);
+  `/clients/web/...`: the browser client module the demo page imports.
 
 Handlers are blocking boto3 code: each invocation runs on a worker thread (`asyncio.to_thread`)
 so the event loop keeps serving frames and management calls meanwhile.
@@ -36,6 +37,7 @@ from local.lambdas import Invoker
 log = logging.getLogger("local.gateway")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+WEB_CLIENT_DIR = Path(__file__).resolve().parents[1] / "clients" / "web"
 ROUTES_BY_KEY = {route.key: route for route in contract.ROUTES}
 # Routes a frame can select; $connect and $disconnect are lifecycle events only.
 MESSAGE_ROUTES = {
@@ -120,6 +122,7 @@ class Gateway:
         app.router.add_get("/", self.demo_page)
         app.router.add_get("/local/token", self.local_token)
         app.router.add_post("/local/publish", self.local_publish)
+        app.router.add_static("/clients/web/", WEB_CLIENT_DIR)
         app.router.add_get("/{stage}", self.handshake)
         app.router.add_route("*", "/{stage}/@connections/{connection_id}", self.management)
         return app
