@@ -117,14 +117,16 @@ async def _run(options: Options) -> int:
         point_sdk_at(aws_endpoint, REGION)
         secret_parameter = contract.jwt_secret_parameter_name(names.project, names.stack)
         secret = secrets.token_urlsafe(48)
+        created = await asyncio.to_thread(
+            _create_resources, names, settings, secret_parameter, secret
+        )
         _set_handler_environment(
             settings,
             table=names.of("sessions"),
             management_endpoint=management_endpoint,
             secret_parameter=secret_parameter,
-        )
-        created = await asyncio.to_thread(
-            _create_resources, names, settings, secret_parameter, secret
+            pending_deliveries_table=names.of("pending-deliveries"),
+            dead_letter_queue_url=created["deadLetterQueueUrl"],
         )
         log.info(
             "emulator %s: table %s, topic %s, SSM %s",
@@ -173,6 +175,7 @@ async def _run(options: Options) -> int:
             "managementEndpoint": management_endpoint,
             "topicArn": created["topicArn"],
             "sessionsTable": names.of("sessions"),
+            "pendingDeliveriesTable": names.of("pending-deliveries"),
             "awsEndpointUrl": aws_endpoint,
             "region": REGION,
             "jwtSecretParameter": secret_parameter,
@@ -222,7 +225,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _set_handler_environment(
-    settings: StackSettings, *, table: str, management_endpoint: str, secret_parameter: str
+    settings: StackSettings,
+    *,
+    table: str,
+    management_endpoint: str,
+    secret_parameter: str,
+    pending_deliveries_table: str,
+    dead_letter_queue_url: str,
 ) -> None:
     """The variables the Pulumi program gives the functions, with local values."""
     os.environ.update(
@@ -235,6 +244,8 @@ def _set_handler_environment(
             contract.ENV_JWT_SECRET_PARAMETER: secret_parameter,
             contract.ENV_JWT_ISSUER: settings.jwt_issuer,
             contract.ENV_JWT_AUDIENCE: settings.jwt_audience,
+            contract.ENV_PENDING_DELIVERIES_TABLE: pending_deliveries_table,
+            contract.ENV_DEAD_LETTER_QUEUE_URL: dead_letter_queue_url,
         }
     )
 
@@ -247,6 +258,7 @@ def _create_resources(
     sqs = boto3.client("sqs")
     ssm = boto3.client("ssm")
     resources.create_sessions_table(dynamodb, names.of("sessions"))
+    resources.create_pending_deliveries_table(dynamodb, names.of("pending-deliveries"))
     topic_arn = resources.create_topic(sns, names.of("notifications"))
     queues = resources.create_delivery_queues(
         sqs,
