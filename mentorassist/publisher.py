@@ -344,7 +344,10 @@ class Publisher:
         self.topic_arn = topic_arn or resolve_topic_arn(stack=stack)
         if sns_client is None:
             region = region or _region_of(self.topic_arn)
-            sns_client = boto3.client("sns", endpoint_url=endpoint_url, region_name=region)
+            try:
+                sns_client = boto3.client("sns", endpoint_url=endpoint_url, region_name=region)
+            except BotoCoreError as error:  # no region, credentials that cannot be loaded
+                raise PublishFailed(f"cannot create an SNS client: {error}") from error
         self.sns = sns_client
 
     @classmethod

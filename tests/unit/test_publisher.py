@@ -536,3 +536,11 @@ def test_local_state_dir_from_the_environment(
     monkeypatch.setenv("MENTORASSIST_STATE_DIR", str(tmp_path))
     with pytest.raises(TopicNotConfigured, match="lacks awsEndpointUrl, region"):
         Publisher.local()
+
+
+def test_a_client_that_cannot_be_created_is_publish_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(PublishFailed, match="cannot create an SNS client"):
+        Publisher("not-an-arn")
