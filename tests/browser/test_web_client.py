@@ -297,3 +297,74 @@ def test_the_demo_page_imports_the_client_module(page: Page, stack: LocalStack) 
     response = page.goto(base_url(stack) + "clients/web/mentorassist.js")
     assert response is not None and response.ok
     assert "javascript" in (response.header_value("content-type") or "")
+
+
+def test_error_frames_are_shown_and_pongs_are_not(
+    demo: DemoPage, stack: LocalStack, user: Callable[[str], str]
+) -> None:
+    frank = user("frank")
+    demo.open()
+    demo.connect(frank)
+    demo.expect_state("open")
+    connection = only_connection(stack, frank)
+    management = stack.management()
+    replies = [
+        {"type": "pong"},
+        {"type": "error", "code": "unknown_action", "message": 'supported: "ping"'},
+        # API Gateway's own frame when an integration fails: no type, a message.
+        {"message": "Internal server error", "connectionId": connection, "requestId": "r-1"},
+    ]
+    for reply in replies:
+        management.post_to_connection(ConnectionId=connection, Data=json.dumps(reply).encode())
+    marker = f"marker-{uuid.uuid4()}"
+    management.post_to_connection(ConnectionId=connection, Data=envelope(marker, "after"))
+
+    expect(demo.notification(marker)).to_be_visible()
+    errors = demo.page.locator("#notifications li.error")
+    expect(errors).to_have_count(2)
+    expect(errors.nth(1)).to_contain_text("unknown_action")
+    expect(errors.nth(0)).to_contain_text("Internal server error")
+    expect(demo.page.locator("#count")).to_have_text("1 received")
+    demo.expect_state("open")
+
+
+def test_token_inspection_and_backoff_bounds(page: Page, stack: LocalStack) -> None:
+    page.goto(base_url(stack))
+    now = time.time()
+    result = page.evaluate(
+        """async (tokens) => {
+            const m = await import("/clients/web/mentorassist.js");
+            const delays = [];
+            const backoff = { initialMs: 1000, maxMs: 30000 };
+            for (let attempt = 0; attempt < 12; attempt += 1) {
+                for (let i = 0; i < 50; i += 1) {
+                    delays.push([attempt, m.backoffDelay(attempt, backoff)]);
+                }
+            }
+            return {
+                problems: Object.fromEntries(
+                    Object.entries(tokens).map(([name, token]) => [name, m.tokenProblem(token)])
+                ),
+                delays,
+                url: m.withToken("wss://example.test/dev", "a b+c"),
+            };
+        }""",
+        {
+            "valid": issue_token("u", "k"),
+            "expired": issue_token("u", "k", now=now - 3600, ttl_seconds=60),
+            # Within the server's 30 s tolerance: still worth a handshake.
+            "just_expired": issue_token("u", "k", now=now - 70, ttl_seconds=60),
+            "opaque": "opaque-session-token",
+            "two_parts": "eyJhbGciOiJIUzI1NiJ9.e30",
+        },
+    )
+    assert result["problems"] == {
+        "valid": None,
+        "expired": "expired",
+        "just_expired": None,
+        "opaque": "not a JWT",
+        "two_parts": "not a JWT",
+    }
+    for attempt, delay in result["delays"]:
+        assert 0 <= delay < min(30_000, 1_000 * 2**attempt)
+    assert result["url"] == "wss://example.test/dev?token=a%20b%2Bc"
