@@ -1,7 +1,9 @@
 """The local stack's command line.
 
 python -m local up [--stack dev] [--host 127.0.0.1] [--port 8765] [--aws-port 4566]
-                   [--state-dir .local] [--drop-disconnect]
+                   [--state-dir .local] [--lambda-retry-delays 1,2]
+                   [--idle-timeout-seconds 600] [--max-connection-seconds 7200]
+                   [--jwt-issuer ISS] [--jwt-audience AUD] [fault flags, see --help]
 python -m local token USER_ID [--ttl 3600] [--state-dir .local]
 """
 
@@ -12,8 +14,25 @@ import json
 import sys
 from pathlib import Path
 
+from functions import contract
+from local.delivery import AWS_RETRY_DELAYS_SECONDS, RetryPolicy
 from local.faults import Faults
+from local.gateway import Limits
 from local.stack import OUTPUTS_FILE, Options, configure_logging, default_state_dir, run
+
+
+def _retry_policy(text: str) -> RetryPolicy:
+    try:
+        return RetryPolicy.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +48,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     up.add_argument("--state-dir", type=Path, default=default_state_dir(), help="outputs.json dir")
     up.add_argument("--verbose", action="store_true", help="debug logging")
+    up.add_argument(
+        "--lambda-retry-delays",
+        type=_retry_policy,
+        default=RetryPolicy(),
+        metavar="SECONDS[,SECONDS]",
+        help="delays before Lambda's (at most two) retries of a failed publish invocation "
+        "(default 1,2; AWS waits about "
+        + ",".join(str(delay) for delay in AWS_RETRY_DELAYS_SECONDS)
+        + "; empty: no retry)",
+    )
+    up.add_argument(
+        "--idle-timeout-seconds",
+        type=_positive_seconds,
+        default=contract.IDLE_TIMEOUT_SECONDS,
+        help="close a connection idle this long, with 1001 (API Gateway: 600)",
+    )
+    up.add_argument(
+        "--max-connection-seconds",
+        type=_positive_seconds,
+        default=contract.CONNECTION_MAX_SECONDS,
+        help="close any connection this old, with 1001 (API Gateway: 7200)",
+    )
+    up.add_argument("--jwt-issuer", help="require this token issuer (overrides the stack's)")
+    up.add_argument("--jwt-audience", help="require this token audience (overrides the stack's)")
     Faults.add_arguments(up)
 
     token = commands.add_parser("token", help="print a valid token for a user of the stack")
@@ -47,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                 aws_port=args.aws_port,
                 state_dir=args.state_dir,
                 faults=Faults.from_args(args),
+                retries=args.lambda_retry_delays,
+                limits=Limits(args.idle_timeout_seconds, args.max_connection_seconds),
+                jwt_issuer=args.jwt_issuer,
+                jwt_audience=args.jwt_audience,
             )
         )
     return _token(args.user_id, args.ttl, args.state_dir)
@@ -87,14 +134,18 @@ def _token(user_id: str, ttl: int, state_dir: Path) -> int:
             file=sys.stderr,
         )
         return 1
-    settings = settings_for_stack(outputs.get("stack", "dev"))
+    if "jwtIssuer" in outputs:
+        issuer, audience = outputs["jwtIssuer"], outputs["jwtAudience"]
+    else:  # outputs of an older stack
+        settings = settings_for_stack(outputs.get("stack", "dev"))
+        issuer, audience = settings.jwt_issuer, settings.jwt_audience
     print(
         issue_token(
             user_id,
             parameter["Parameter"]["Value"],
             ttl_seconds=ttl,
-            issuer=settings.jwt_issuer or None,
-            audience=settings.jwt_audience or None,
+            issuer=issuer or None,
+            audience=audience or None,
         )
     )
     return 0

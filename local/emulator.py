@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 REGION = "us-east-1"
 # moto's default account; every ARN the emulator hands out carries it.
@@ -18,18 +26,31 @@ ACCOUNT = "123456789012"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
+Middleware = Callable[[Any], Any]
+
+
 class _MotoServer(ThreadedMotoServer):
-    """ThreadedMotoServer that reports a failed bind instead of waiting for it forever.
+    """ThreadedMotoServer that reports a failed bind instead of waiting for it forever, and
+    can wrap moto's WSGI application in a middleware (the local stack's fault injection).
 
     Its `start()` waits for an event the server thread sets only once it listens; when the
     port is taken the thread dies first, so the error is recorded and the wait released.
     """
 
     error: OSError | None = None
+    middleware: Middleware | None = None
 
     def _server_entry(self) -> None:
+        # ThreadedMotoServer._server_entry, with the application wrapped.
         try:
-            super()._server_entry()
+            app: Any = DomainDispatcherApplication(create_backend_app)
+            if self.middleware is not None:
+                app = self.middleware(app)
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
         except (OSError, SystemExit) as error:
             # werkzeug prints "Address already in use" and calls sys.exit(1) on a taken port.
             self.error = error if isinstance(error, OSError) else OSError("address in use")
@@ -37,8 +58,9 @@ class _MotoServer(ThreadedMotoServer):
 
 
 class Emulator:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, middleware: Middleware | None = None) -> None:
         self._server = _MotoServer(ip_address=host, port=port, verbose=False)
+        self._server.middleware = middleware
         self.endpoint_url = ""
 
     def start(self) -> str:

@@ -7,7 +7,12 @@ One aiohttp server on one port, as API Gateway serves both on one host:
 - `/{stage}/@connections/{connectionId}`: the management API (POST, GET, DELETE) with AWS's
   status codes and error shapes, so botocore raises the ClientError it raises on AWS.
 - `/` and `/local/...`: the demo page and its local-only helpers (never part of the API);
-  `/clients/web/...`: the browser client module the demo page imports.
+  `/clients/web/...`: the browser client module the demo page imports. `/local/faults` reads
+  and changes the injected faults while the stack runs.
+
+Limits as API Gateway enforces them: a data frame over 32 KB or a message over 128 KB (its
+frames together) closes the connection with 1009; an idle connection closes after 10 minutes
+and any connection after 2 hours, both with 1001 Going Away.
 
 Handlers are blocking boto3 code: each invocation runs on a worker thread (`asyncio.to_thread`)
 so the event loop keeps serving frames and management calls meanwhile.
@@ -27,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.helpers import set_exception
+from aiohttp.http_websocket import WebSocketError
 
 from functions import contract
 from local import events
 from local.authorization import AuthorizerError, decide
-from local.faults import Faults
+from local.faults import FaultInjector, Faults
 from local.lambdas import Invoker
 
 log = logging.getLogger("local.gateway")
@@ -99,7 +106,7 @@ class Gateway:
         region: str,
         account: str,
         lambdas: Invoker,
-        faults: Faults,
+        faults: Faults | FaultInjector,
         dev_tools: DevTools,
         websocket_url: Callable[[], str],
         limits: Limits | None = None,
@@ -108,6 +115,9 @@ class Gateway:
         self.region = region
         self.account = account
         self.lambdas = lambdas
+        if isinstance(faults, Faults):
+            faults = FaultInjector(faults)
+            faults.armed = True
         self.faults = faults
         self.dev_tools = dev_tools
         self.limits = limits or Limits()
@@ -122,6 +132,8 @@ class Gateway:
         app.router.add_get("/", self.demo_page)
         app.router.add_get("/local/token", self.local_token)
         app.router.add_post("/local/publish", self.local_publish)
+        app.router.add_get("/local/faults", self.local_faults)
+        app.router.add_post("/local/faults", self.local_faults)
         app.router.add_static("/clients/web/", WEB_CLIENT_DIR)
         app.router.add_get("/{stage}", self.handshake)
         app.router.add_route("*", "/{stage}/@connections/{connection_id}", self.management)
@@ -233,9 +245,12 @@ class Gateway:
                 offered,
             )
         # API Gateway never echoes the client's offer: only what $connect returned is sent.
-        ws = web.WebSocketResponse(
+        ws = _LimitedWebSocketResponse(
             protocols=(chosen,) if chosen else (),
-            max_msg_size=contract.MAX_MESSAGE_BYTES,
+            # aiohttp refuses a message of exactly max_msg_size; 128 KB itself is allowed.
+            max_msg_size=contract.MAX_MESSAGE_BYTES + 1,
+            # No permessage-deflate: the frame and message limits apply to what is on the wire.
+            compress=False,
             autoping=True,
         )
         await ws.prepare(request)
@@ -357,7 +372,7 @@ class Gateway:
     # --- $disconnect ------------------------------------------------------------------------
 
     async def _disconnect(self, connection: Connection, code: int, reason: str) -> None:
-        if self.faults.drop_disconnect:
+        if self.faults.drop_disconnect():
             log.info("conn=%s $disconnect dropped (fault drop_disconnect)", connection.id)
             return
         event = events.disconnect_event(connection.info, code, reason)
@@ -380,6 +395,9 @@ class Gateway:
         return response
 
     async def _manage(self, request: web.Request, connection_id: str) -> web.StreamResponse:
+        latency = self.faults.management_latency_seconds()
+        if latency:
+            await asyncio.sleep(latency)
         # The management API is IAM-authorized: unsigned calls never reach a connection.
         if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
             return _aws_error(403, "ForbiddenException", "Missing Authentication Token")
@@ -400,6 +418,13 @@ class Gateway:
                 return _payload_too_large()
             if len(body) > contract.MAX_MESSAGE_BYTES:
                 return _payload_too_large()
+
+        if request.method == "POST":
+            injected = self.faults.management_error()
+            if injected is not None:
+                status, code, message = injected
+                log.info("@connections POST %s: injected %s %s", connection_id, status, code)
+                return _aws_error(status, code, message)
 
         connection = self.connections.get(connection_id)
         # Unknown, closed and still-connecting connections all answer 410 on AWS.
@@ -469,6 +494,112 @@ class Gateway:
             return web.json_response({"message": str(error)}, status=502)
         log.info("demo publish message=%s to %s", message_id, ",".join(users))
         return web.json_response({"messageId": message_id})
+
+    async def local_faults(self, request: web.Request) -> web.StreamResponse:
+        """GET: the faults in force and what was injected; POST {"field": value}: change them."""
+        if request.method == "POST":
+            try:
+                changes = await request.json()
+                if not isinstance(changes, dict):
+                    raise ValueError("expected a JSON object of fault fields")
+                faults = self.faults.update(changes)
+            except (ValueError, TypeError) as error:
+                return web.json_response({"message": str(error)}, status=400)
+            log.info("faults changed: %s", faults.describe())
+        return web.json_response(self.faults.snapshot())
+
+
+class _FrameLimit:
+    """Stands between the connection and aiohttp's WebSocket parser: a data frame whose
+    declared payload is over 32 KB fails the connection with 1009 before it is buffered.
+
+    aiohttp limits whole messages only (max_msg_size); API Gateway also limits each frame.
+    Only frame headers are read here; every byte still goes to aiohttp's parser.
+    """
+
+    def __init__(self, parser: Any, queue: Any, max_frame_bytes: int) -> None:
+        self._parser = parser
+        self._queue = queue
+        self._max = max_frame_bytes
+        self._header = bytearray()  # the current frame's header bytes, while incomplete
+        self._skip = 0  # payload bytes of the current frame still to pass
+        self._failed = False
+
+    def feed_eof(self) -> None:
+        self._parser.feed_eof()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self._failed:
+            return True, b""
+        oversized = self._scan(bytes(data))
+        if oversized is not None:
+            self._failed = True
+            set_exception(
+                self._queue,
+                WebSocketError(
+                    WSCloseCode.MESSAGE_TOO_BIG,
+                    f"Frame size {oversized} exceeds limit {self._max}",
+                ),
+            )
+            return True, b""
+        result: tuple[bool, bytes] = self._parser.feed_data(data)
+        return result
+
+    def _scan(self, data: bytes) -> int | None:
+        """The payload length of an oversized data frame starting in `data`, if any."""
+        position = 0
+        while position < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - position)
+                self._skip -= step
+                position += step
+                continue
+            self._header.append(data[position])
+            position += 1
+            needed = _header_length(self._header)
+            if needed is None or len(self._header) < needed:
+                continue
+            opcode, length = _frame_opcode_and_length(self._header)
+            self._header.clear()
+            if opcode in (0x0, 0x1, 0x2) and length > self._max:
+                return length
+            self._skip = length
+        return None
+
+
+def _header_length(header: bytearray) -> int | None:
+    """Bytes of the frame header once its second byte is known (RFC 6455 section 5.2)."""
+    if len(header) < 2:
+        return None
+    length_flag = header[1] & 0x7F
+    extended = 2 if length_flag == 126 else 8 if length_flag == 127 else 0
+    mask = 4 if header[1] & 0x80 else 0
+    return 2 + extended + mask
+
+
+def _frame_opcode_and_length(header: bytearray) -> tuple[int, int]:
+    length_flag = header[1] & 0x7F
+    if length_flag == 126:
+        length = int.from_bytes(header[2:4], "big")
+    elif length_flag == 127:
+        length = int.from_bytes(header[2:10], "big")
+    else:
+        length = length_flag
+    return header[0] & 0x0F, length
+
+
+class _LimitedWebSocketResponse(web.WebSocketResponse):
+    """aiohttp's WebSocketResponse with API Gateway's 32 KB frame limit (`_FrameLimit`)."""
+
+    def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
+        super()._post_start(request, protocol, writer)
+        connection = request.protocol
+        parser = getattr(connection, "_payload_parser", None)
+        queue = getattr(self, "_reader", None)
+        if parser is None or queue is None:  # pragma: no cover - aiohttp internals moved
+            log.warning("aiohttp internals changed: the 32 KB frame limit is not enforced")
+            return
+        connection._payload_parser = _FrameLimit(parser, queue, contract.MAX_FRAME_BYTES)
 
 
 def select_route(body: str | bytes) -> str | None:

@@ -29,12 +29,21 @@ class LambdaContext:
 
 
 def lambda_context(
-    function_name: str, *, region: str, account: str, memory_mb: int, timeout_seconds: float
+    function_name: str,
+    *,
+    region: str,
+    account: str,
+    memory_mb: int,
+    timeout_seconds: float,
+    request_id: str | None = None,
 ) -> LambdaContext:
     arn = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
-    return LambdaContext(
+    context = LambdaContext(
         function_name=function_name,
         invoked_function_arn=arn,
         memory_limit_in_mb=memory_mb,
         timeout_seconds=timeout_seconds,
     )
+    if request_id:
+        context.aws_request_id = request_id
+    return context

@@ -44,8 +44,15 @@ class Lambdas:
         module_name, _, attribute = contract.handler_path(handler).rpartition(".")
         return getattr(importlib.import_module(module_name), attribute)
 
-    def invoke(self, handler: str, event: dict[str, Any]) -> Any:
-        """Run one handler synchronously (callers put it on a thread); exceptions propagate."""
+    def function_arn(self, handler: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account}:function:{self.function_name(handler)}"
+
+    def invoke(self, handler: str, event: dict[str, Any], *, request_id: str | None = None) -> Any:
+        """Run one handler synchronously (callers put it on a thread); exceptions propagate.
+
+        `request_id` is the context's aws_request_id (an asynchronous invocation keeps one
+        across its retries); a fresh one by default.
+        """
         timeout = (
             self.publish_timeout_seconds
             if handler == contract.PUBLISH
@@ -57,6 +64,7 @@ class Lambdas:
             account=self.account,
             memory_mb=self.memory_mb,
             timeout_seconds=timeout,
+            request_id=request_id,
         )
         function = self._resolve(handler)
         started = time.monotonic()

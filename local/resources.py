@@ -50,11 +50,10 @@ class DeliveryQueues:
     subscription_arn: str
 
 
-# Lambda retries a failed asynchronous invocation twice: three attempts, then the DLQ.
-DELIVERY_MAX_RECEIVES = 3
-# Seconds before a failed delivery is retried. Lambda waits about a minute; a few seconds keep
-# the local retry loop observable without waiting.
-DELIVERY_RETRY_SECONDS = 3
+# Invisible this long once received: longer than any publish invocation (Lambda's longest
+# timeout), so a message is never handed out twice while an attempt runs. A failed attempt
+# sets its message's visibility to the retry delay instead (local.delivery).
+SUBSCRIPTION_VISIBILITY_SECONDS = 15 * 60
 
 
 def create_topic(sns: Any, name: str) -> str:
@@ -68,18 +67,15 @@ def create_delivery_queues(
     """Subscribe a queue to the topic with the publish subscription's filter policy.
 
     Not raw delivery: the queue receives the SNS notification document, from which the local
-    delivery builds the SNS-shaped Lambda event.
+    delivery builds the SNS-shaped Lambda event. The queue has no redrive policy: like
+    Lambda's asynchronous invocation, the delivery itself retries a failed event and then
+    sends the on-failure record to the dead-letter queue.
     """
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = _queue_arn(sqs, dlq_url)
     queue_url = sqs.create_queue(
         QueueName=name,
-        Attributes={
-            "VisibilityTimeout": str(DELIVERY_RETRY_SECONDS),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": DELIVERY_MAX_RECEIVES}
-            ),
-        },
+        Attributes={"VisibilityTimeout": str(SUBSCRIPTION_VISIBILITY_SECONDS)},
     )["QueueUrl"]
     queue_arn = _queue_arn(sqs, queue_url)
     subscription_arn = sns.subscribe(

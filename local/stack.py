@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ from aiohttp import web
 from functions import contract
 from infra.settings import StackSettings, load_project, settings_for_stack
 from local import resources
-from local.delivery import Delivery, sqs_client_for_polling
+from local.delivery import Delivery, RetryPolicy, sqs_client_for_polling
 from local.emulator import ACCOUNT, REGION, Emulator, point_sdk_at
 from local.events import API_ID
-from local.faults import Faults
-from local.gateway import DevTools, Gateway
+from local.faults import FaultInjector, Faults, dynamodb_throttling
+from local.gateway import DevTools, Gateway, Limits
 from local.lambdas import Lambdas
 
 log = logging.getLogger("local.stack")
@@ -51,6 +51,11 @@ class Options:
     aws_port: int
     state_dir: Path
     faults: Faults
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: Limits = field(default_factory=Limits)
+    # Override the stack settings' token issuer / audience (None: keep the stack's).
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,10 @@ async def _run(options: Options) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     settings = settings_for_stack(options.stack)
+    if options.jwt_issuer is not None:
+        settings = replace(settings, jwt_issuer=options.jwt_issuer)
+    if options.jwt_audience is not None:
+        settings = replace(settings, jwt_audience=options.jwt_audience)
     names = Names(project_name(), options.stack)
     # Bind the gateway port first: with --port 0 the management endpoint the handlers need
     # is known only once the port is.
@@ -100,7 +109,10 @@ async def _run(options: Options) -> int:
     websocket_url = f"ws://{public_host}:{port}/{settings.stage_name}"
     management_endpoint = f"{base_http}/{settings.stage_name}"
 
-    emulator = Emulator(options.host, options.aws_port)
+    injector = FaultInjector(options.faults)
+    emulator = Emulator(
+        options.host, options.aws_port, middleware=lambda app: dynamodb_throttling(app, injector)
+    )
     try:
         aws_endpoint = emulator.start()
     except OSError as error:
@@ -152,7 +164,10 @@ async def _run(options: Options) -> int:
             sqs_client_for_polling(),
             queue_url=created["queueUrl"],
             subscription_arn=created["subscriptionArn"],
+            dead_letter_queue_url=created["deadLetterQueueUrl"],
+            function_arn=lambdas.function_arn(contract.PUBLISH),
             lambdas=lambdas,
+            retries=options.retries,
         )
         delivery.start()
 
@@ -162,9 +177,10 @@ async def _run(options: Options) -> int:
             region=REGION,
             account=ACCOUNT,
             lambdas=lambdas,
-            faults=options.faults,
+            faults=injector,
             dev_tools=dev_tools,
             websocket_url=lambda: websocket_url,
+            limits=options.limits,
         )
         runner = web.AppRunner(gateway.app(), access_log=None, shutdown_timeout=3)
         await runner.setup()
@@ -185,12 +201,17 @@ async def _run(options: Options) -> int:
             "apiId": API_ID,
             "stage": settings.stage_name,
             "publishFunction": lambdas.function_name(contract.PUBLISH),
-            # Local only: which stack's settings `python -m local token` should read.
+            # Local only: which stack's settings `python -m local token` should read, and
+            # the token issuer / audience in force (they may be overridden on the command line).
             "stack": options.stack,
+            "jwtIssuer": settings.jwt_issuer,
+            "jwtAudience": settings.jwt_audience,
         }
         options.state_dir.mkdir(parents=True, exist_ok=True)
         outputs_path.write_text(json.dumps(outputs, indent=2) + "\n")
-        _print_banner(outputs, outputs_path, options.faults)
+        # Faults apply from now on: creating the resources above was never faulted.
+        injector.armed = True
+        _print_banner(outputs, outputs_path, options)
         print(f"{READY_PREFIX}{websocket_url} outputs={outputs_path}", flush=True)
 
         await stop.wait()
@@ -310,7 +331,7 @@ def _dev_tools(settings: StackSettings, secret: str, topic_arn: str) -> DevTools
     return DevTools(issue_token=token_for, publish=publish)
 
 
-def _print_banner(outputs: dict[str, str], outputs_path: Path, faults: Faults) -> None:
+def _print_banner(outputs: dict[str, str], outputs_path: Path, options: Options) -> None:
     aws = outputs["awsEndpointUrl"]
     lines = [
         "",
@@ -322,7 +343,10 @@ def _print_banner(outputs: dict[str, str], outputs_path: Path, faults: Faults) -
         f"  topic            {outputs['topicArn']}",
         f"  sessions table   {outputs['sessionsTable']}",
         f"  outputs          {outputs_path}",
-        f"  faults           {faults.describe()}",
+        f"  faults           {options.faults.describe()}",
+        f"  publish retries  {_retries(options.retries)}",
+        f"  timeouts         idle {options.limits.idle_timeout_seconds:g}s, "
+        f"connection {options.limits.max_connection_seconds:g}s",
         "",
         "  token:    .venv/bin/python -m local token alice"
         + (
@@ -346,6 +370,13 @@ def _print_banner(outputs: dict[str, str], outputs_path: Path, faults: Faults) -
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _retries(retries: RetryPolicy) -> str:
+    if not retries.delays_seconds:
+        return "none: a failed invocation goes to the dead-letter queue"
+    delays = " and ".join(f"{delay}s" for delay in retries.delays_seconds)
+    return f"after {delays}, then the dead-letter queue"
 
 
 def default_state_dir() -> Path:

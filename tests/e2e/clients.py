@@ -31,13 +31,18 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def open_client(
-    url: str, *, user_agent: str = "e2e", subprotocols: Sequence[str] | None = None
+    url: str,
+    *,
+    user_agent: str = "e2e",
+    subprotocols: Sequence[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Any:
     # proxy=None: a shell's proxy settings must not capture localhost traffic.
     return connect(
         url,
         user_agent_header=user_agent,
         subprotocols=list(subprotocols) if subprotocols else None,  # type: ignore[arg-type]
+        additional_headers=headers,
         proxy=None,
         open_timeout=FRAME_TIMEOUT_SECONDS,
     )

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -173,6 +174,29 @@ class LocalStack:
         )
         return "Item" in response
 
+    def session(self, connection_id: str) -> dict[str, Any] | None:
+        """The connection's row in the sessions table (a consistent read), or None."""
+        dynamodb = self.client("dynamodb")
+        response = dynamodb.get_item(
+            TableName=self.outputs["sessionsTable"],
+            Key={contract.CONNECTION_ID: {"S": connection_id}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return None if item is None else item
+
+    def faults(self, **changes: Any) -> dict[str, Any]:
+        """The stack's injected faults (and counts); with changes, change them first."""
+        url = self.outputs["demoUrl"] + "local/faults"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        data = json.dumps(changes).encode() if changes else None
+        request = urllib.request.Request(
+            url, data=data, headers={"Content-Type": "application/json"}
+        )
+        with opener.open(request, timeout=10) as response:
+            result: dict[str, Any] = json.loads(response.read())
+        return result
+
     def publish(self, message: str, attributes: dict[str, Any]) -> str:
         sns = self.client("sns")
         response = sns.publish(
@@ -185,6 +209,10 @@ class LocalStack:
         return self.wait_for_log(f"publish message={message_id}")
 
 
+# Stacks started and not yet stopped: a failed test shows their logs.
+RUNNING: list[LocalStack] = []
+
+
 def _start(tmp_path_factory: pytest.TempPathFactory, *flags: str) -> Iterator[LocalStack]:
     stack = LocalStack(tmp_path_factory.mktemp("local-stack"), flags)
     try:
@@ -193,8 +221,12 @@ def _start(tmp_path_factory: pytest.TempPathFactory, *flags: str) -> Iterator[Lo
         stack.stop()
         print(stack.log_text())
         raise
-    yield stack
-    returncode = stack.stop()
+    RUNNING.append(stack)
+    try:
+        yield stack
+    finally:
+        RUNNING.remove(stack)
+        returncode = stack.stop()
     # Ctrl-C stops cleanly and takes outputs.json away (so `local token` says "not running").
     assert returncode == 0, stack.log_text()
     assert not (stack.state_dir / "outputs.json").exists()
@@ -211,6 +243,34 @@ def lossy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     yield from _start(tmp_path_factory, "--drop-disconnect")
 
 
+# A stack whose token issuer and audience are set from the command line (no secret involved).
+STRICT_ISSUER = "https://issuer.e2e.invalid"
+STRICT_AUDIENCE = "mentorassist-e2e"
+
+
+@pytest.fixture(scope="module")
+def strict_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A stack that requires a token issuer and audience."""
+    yield from _start(
+        tmp_path_factory, "--jwt-issuer", STRICT_ISSUER, "--jwt-audience", STRICT_AUDIENCE
+    )
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalStack]]:
+    """Start stacks with the given flags (stopped at the end of the module)."""
+    started: list[Iterator[LocalStack]] = []
+
+    def start(*flags: str) -> LocalStack:
+        running = _start(tmp_path_factory, *flags)
+        started.append(running)
+        return next(running)
+
+    yield start
+    for running in reversed(started):
+        next(running, None)
+
+
 @pytest.fixture
 def user() -> Callable[[str], str]:
     """Unique user ids per test, so tests never see each other's connections."""
@@ -223,7 +283,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        for value in getattr(item, "funcargs", {}).values():
-            if isinstance(value, LocalStack):
-                tail = "\n".join(value.lines[-200:])
-                report.sections.append((f"local stack log {value.flags or ''}", tail))
+        stacks = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, LocalStack)]
+        stacks += [stack for stack in RUNNING if stack not in stacks]
+        for stack in stacks:
+            tail = "\n".join(stack.lines[-200:])
+            report.sections.append((f"local stack log {stack.flags or ''}", tail))

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from tests.e2e.clients import next_frame, of_type, open_client, run, to_user, to_users
 from tests.e2e.conftest import LocalStack
+from tests.e2e.dead_letters import DeadLetterReader
 
 
 def test_a_user_gets_it_on_every_connection_once_and_nobody_else(stack: LocalStack, user) -> None:
@@ -103,17 +104,11 @@ def test_broadcast_reaches_every_connected_client(stack: LocalStack, user) -> No
     run(scenario())
 
 
-def test_an_undeliverable_notification_is_retried_then_dead_lettered(
-    stack: LocalStack, user
-) -> None:
-    # SNS takes 256 KB, API Gateway delivers 128 KB: the publish function refuses the envelope
-    # and fails, so the notification is retried and then kept, never silently dropped.
+def test_an_oversized_notification_is_dead_lettered_not_dropped(stack: LocalStack, user) -> None:
+    # SNS takes 256 KB, API Gateway delivers 128 KB: the publish function cannot deliver the
+    # envelope, and the notification ends in the dead-letter queue instead of disappearing.
     alice = user("alice")
     message_id = stack.publish("x" * (200 * 1024), to_user(alice))
-    stack.wait_for_log(f"publish message={message_id}", "attempt 3/3 failed", timeout=30)
-    sqs = stack.client("sqs")
-    received = sqs.receive_message(
-        QueueUrl=stack.outputs["deadLetterQueueUrl"], WaitTimeSeconds=20, MaxNumberOfMessages=1
-    )
-    (dead,) = received["Messages"]
-    assert json.loads(dead["Body"])["MessageId"] == message_id
+    dead_letters = DeadLetterReader(stack.client("sqs"), stack.outputs["deadLetterQueueUrl"])
+    letter = dead_letters.wait_for(message_id)
+    assert letter.reason
