@@ -5,7 +5,8 @@
     python -m mentorassist broadcast --type ops 'Maintenance at 22:00 UTC'
     python -m mentorassist send --local --user alice hello      # the running local stack
 
-DATA is sent as is: JSON reaches clients as JSON, any other text as a string. The topic comes
+DATA is sent as is: JSON reaches clients as JSON, any other text as a string (data that starts
+with `{` or `[` must be valid JSON unless --text says it is text). The topic comes
 from --topic-arn, MENTORASSIST_TOPIC_ARN, or `pulumi stack output topicArn` (--stack); --local
 uses the running local stack's outputs.json instead. AWS credentials come from boto3's usual
 chain (environment, profile, role).
@@ -17,6 +18,7 @@ on stderr), 1 AWS refused or could not be reached.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +76,11 @@ def _notification_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--data-file", type=Path, metavar="PATH", help="read the payload from a file ('-': stdin)"
     )
+    parser.add_argument(
+        "--text",
+        action="store_true",
+        help="send the data as text even if it looks like broken JSON",
+    )
     parser.add_argument("--type", help="event type clients see (default: notification)")
     parser.add_argument("--id", help="stable notification id (clients dedupe by it)")
     aws = parser.add_argument_group("where to publish")
@@ -120,13 +127,22 @@ class _BadInput(Exception):
 
 def _read_data(args: argparse.Namespace) -> str:
     if args.data_file is None:
-        return str(args.data)
-    try:
-        if str(args.data_file) == "-":
-            return sys.stdin.read()
-        return args.data_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise _BadInput(f"cannot read {args.data_file}: {error}") from None
+        data = str(args.data)
+    else:
+        try:
+            if str(args.data_file) == "-":
+                data = sys.stdin.read()
+            else:
+                data = args.data_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise _BadInput(f"cannot read {args.data_file}: {error}") from None
+    if not args.text and data.lstrip().startswith(("{", "[")):
+        # Meant as JSON but mistyped: clients would get the broken text as a string.
+        try:
+            json.loads(data)
+        except ValueError as error:
+            raise _BadInput(f"data is not valid JSON ({error}); --text sends it as text") from None
+    return data
 
 
 def _publisher(args: argparse.Namespace) -> Publisher:

@@ -84,6 +84,14 @@ def test_data_file_and_stdin(
     assert topic.only()["Message"] == "from stdin"
 
 
+def test_text_that_looks_like_json_needs_text(
+    topic: Topic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = run(capsys, "send", "--user", "alice", "--text", "[not json]")
+    assert code == 0
+    assert topic.only()["Message"] == "[not json]"
+
+
 def test_topic_arn_option_wins(topic: Topic, capsys: pytest.CaptureFixture[str]) -> None:
     other = topic.sns.create_topic(Name="other")["TopicArn"]
     code, _, _ = run(
@@ -101,6 +109,8 @@ def test_topic_arn_option_wins(topic: Topic, capsys: pytest.CaptureFixture[str])
         (["send", "--user", "alice", "--type", "", "x"], "type must be a non-empty string"),
         (["send", "--user", "alice", "x" * 140_000], "API Gateway delivers at most"),
         (["send", "--user", "alice", "--data-file", "/nonexistent/payload"], "cannot read"),
+        (["send", "--user", "alice", '{"text": hi}'], "not valid JSON"),
+        (["broadcast", "[1, 2"], "--text sends it as text"),
         (["send", "--user", "alice", "--state-dir", "/tmp", "x"], "--state-dir needs --local"),
         (["send", "--local", "--topic-arn", "arn:x", "--user", "a", "x"], "--local takes"),
     ],
