@@ -181,11 +181,15 @@ export function createClient(options) {
       if (mySession !== session) return retire(ws, 1000, "stale");
       opened = true;
       refusals = 0;
-      if (replacing && current) {
-        // The replacement is up: the old connection goes (duplicates in between are dropped).
-        const old = current;
-        sockets.delete(old);
-        retire(old, 1000, "replaced");
+      // One connection at a time: when a replacement is up the old connection goes (what
+      // arrived on both is dropped as a duplicate), and a reconnect still waiting or in flight
+      // (the old one closed while its replacement was connecting) is not needed any more.
+      clearTimeout(retryTimer);
+      retryTimer = null;
+      for (const other of [...sockets]) {
+        if (other === ws) continue;
+        sockets.delete(other);
+        retire(other, 1000, "replaced");
       }
       current = ws;
       startConnectionTimers(mySession, ws);
@@ -221,11 +225,12 @@ export function createClient(options) {
   // and an unreachable server both look like "error, then close 1006"), so the client asks
   // itself whether the server was reachable: see "A refused token" in clients/web/README.md.
   async function handshakeFailed(mySession, token, event) {
+    if (current) return; // another connection of this session opened meanwhile
     const problem = tokenProblem(token, Date.now(), config.clockSkewMs);
     let refused = problem !== null;
     if (!refused) {
       refused = await serverAnswers(config.url, config.probeTimeoutMs);
-      if (mySession !== session) return;
+      if (mySession !== session || current) return;
     }
     if (refused) {
       refusals += 1;
@@ -243,6 +248,7 @@ export function createClient(options) {
   }
 
   function scheduleReconnect(mySession, detail) {
+    if (current) return; // another connection of this session is open already
     clearTimeout(retryTimer);
     const delayMs = backoffDelay(attempt, config.backoff);
     attempt += 1;
@@ -270,10 +276,12 @@ export function createClient(options) {
     pingTimer = setInterval(() => {
       if (ws.readyState !== 1) return;
       sendPing(ws);
-      clearTimeout(pongTimer);
+      // The deadline runs from the first unanswered ping: later pings do not extend it.
+      if (pongTimer !== null) return;
       pongTimer = setTimeout(() => {
         // No frame since the ping: the TCP connection is probably gone without a close
         // (sleep, network change). Abandon it and reconnect instead of waiting for the OS.
+        pongTimer = null;
         if (mySession !== session || ws !== current) return;
         sockets.delete(ws);
         retire(ws, CLOSE_DEAD_CONNECTION, "pong timeout");
