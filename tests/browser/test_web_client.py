@@ -10,6 +10,7 @@ stay silent.
 
 from __future__ import annotations
 
+import inspect
 import json
 import socket
 import time
@@ -22,6 +23,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, expect
 
+from functions import contract
+from functions import publish as publish_handler
 from functions.tokens import issue_token
 from tests.e2e.clients import of_type, to_user
 from tests.e2e.conftest import LocalStack
@@ -252,6 +255,39 @@ def test_a_duplicate_envelope_shows_once(
     # Frames on one connection arrive in order: once the marker shows, both copies were seen.
     expect(demo.notification(marker)).to_be_visible()
     expect(demo.notification(duplicate)).to_have_count(1)
+    expect(demo.page.locator("#count")).to_have_text("2 received")
+
+
+def test_a_notification_published_twice_with_one_id_shows_once(
+    demo: DemoPage, stack: LocalStack, user: Callable[[str], str]
+) -> None:
+    if "NOTIFICATION_ID_ATTRIBUTE" not in inspect.getsource(publish_handler):
+        pytest.skip("the publish handler does not read the notificationId attribute yet")
+    grace = user("grace")
+    demo.open()
+    demo.connect(grace)
+    demo.expect_state("open")
+    connection = only_connection(stack, grace)
+    start = len(stack.lines)
+
+    notification_id = f"n-{uuid.uuid4()}"
+    stable_id = {
+        contract.NOTIFICATION_ID_ATTRIBUTE: {"DataType": "String", "StringValue": notification_id}
+    }
+    # A backend retrying its own publish: two SNS messages, one notification.
+    for message_id in [
+        stack.publish(json.dumps({"text": "once"}), {**to_user(grace), **stable_id}),
+        stack.publish(json.dumps({"text": "once"}), {**to_user(grace), **stable_id}),
+    ]:
+        stack.wait_published(message_id)
+    # Both were posted to the connection before this one is published: when it shows, both
+    # copies have reached the page.
+    marker = stack.publish(json.dumps({"text": "marker"}), to_user(grace))
+
+    expect(demo.notification(marker)).to_be_visible()
+    # The server did send three frames; the page shows two notifications.
+    wait_for_lines(stack, f"@connections POST {connection} -> 200", 3, start)
+    expect(demo.notification(notification_id)).to_have_count(1)
     expect(demo.page.locator("#count")).to_have_text("2 received")
 
 
