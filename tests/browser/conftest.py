@@ -62,9 +62,10 @@ def playwright() -> Iterator[Playwright]:
 def browser(playwright: Playwright) -> Iterator[Browser]:
     executable = chromium_path()
     if executable is None:
+        where = os.environ.get(CHROMIUM_ENV) or DEFAULT_CHROMIUM
         reason = (
-            f"no Chromium at {DEFAULT_CHROMIUM} or on PATH (set {CHROMIUM_ENV}, or install "
-            "Debian's `chromium` package as .ci/run does)"
+            f"no Chromium at {where} or on PATH (set {CHROMIUM_ENV}, or install Debian's "
+            "`chromium` package as .ci/run does)"
         )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI must run the browser tests: {reason}", pytrace=False)
