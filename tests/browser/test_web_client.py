@@ -137,6 +137,15 @@ def test_a_published_notification_appears_on_the_page(
     expect(item).to_have_attribute("data-type", "chat")
     expect(item).to_contain_text("Your mentor replied")
     expect(demo.page.locator("#count")).to_have_text("1 received")
+
+    # The page's own form publishes to SNS too (to the connected user unless edited).
+    demo.page.fill("#message", '{"text": "sent from the page"}')
+    demo.page.click("#publish")
+    result = demo.page.locator("#publish-result")
+    expect(result).to_contain_text("Published, MessageId ")
+    from_page = result.inner_text().rsplit(" ", 1)[1]
+    expect(demo.notification(from_page)).to_contain_text("sent from the page")
+    expect(demo.page.locator("#count")).to_have_text("2 received")
     path: Path = screenshot("notification")
     assert path.stat().st_size > 0
 
