@@ -14,8 +14,12 @@ import boto3
 from botocore.config import Config
 
 # Standard mode retries throttling (API Gateway's 429 LimitExceededException included) and
-# transient 5xx with backoff; the legacy default does not retry a 429.
+# transient 5xx with backoff; the legacy default does not retry a 429. The handlers other than
+# publish rely on it.
 _RETRIES = {"mode": "standard", "max_attempts": 3}
+# One attempt per call: for the publish path, whose calls `functions.retry.Backoff` retries
+# (bounded by the invocation's remaining time), so attempts never multiply.
+_SINGLE_ATTEMPT = {"mode": "standard", "total_max_attempts": 1}
 
 # Kept across resets: it holds the parsed service models, and clients made from it read the
 # region and endpoint variables afresh (only resolved credentials stay cached).
@@ -24,14 +28,17 @@ _clients: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
 
 
-def client(service_name: str, *, endpoint_url: str | None = None, **config: Any) -> Any:
+def client(
+    service_name: str, *, endpoint_url: str | None = None, retried: bool = True, **config: Any
+) -> Any:
     """A cached client for the service, one per endpoint and botocore `Config` options.
 
     Without `endpoint_url` boto3 resolves the endpoint itself, which honours the standard
-    `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables.
+    `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables. `retried=False` gives a client
+    that makes a single attempt per call, for callers that retry themselves.
     """
     global _session
-    key = (service_name, endpoint_url, *sorted(config.items()))
+    key = (service_name, endpoint_url, retried, *sorted(config.items()))
     cached = _clients.get(key)
     if cached is not None:
         return cached
@@ -45,7 +52,7 @@ def client(service_name: str, *, endpoint_url: str | None = None, **config: Any)
             cached = _session.client(
                 service_name,
                 endpoint_url=endpoint_url,
-                config=Config(**{"retries": _RETRIES, **config}),
+                config=Config(retries=_RETRIES if retried else _SINGLE_ATTEMPT, **config),
             )
             _clients[key] = cached
         return cached

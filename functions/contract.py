@@ -116,6 +116,7 @@ def jwt_secret_parameter_name(project: str, stack: str) -> str:
 # sets it to the original id, so a replayed notification keeps the `id` clients dedupe by.
 # Without it the envelope id is the SNS MessageId.
 NOTIFICATION_ID_ATTRIBUTE = "notificationId"
+MAX_NOTIFICATION_ID_LENGTH = 256  # characters; a longer id is refused (invalid_attributes)
 # Dead-letter queue: notifications that could not be delivered, with the reason.
 ENV_DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 # Pending deliveries: written only when a notification reached some but not all of its

@@ -1,36 +1,53 @@
 """SNS → every live connection of the users a notification names.
 
-For each SNS record: read the target from the message attributes (`userId` as String or
-String.Array, or `broadcast` = "all"), build the client envelope once, find the users'
-connections through the user index (every page), and post to all of them at once with a
-bounded thread pool.
+For each SNS record: read the notification id (the `notificationId` attribute when a backend or
+the replay tool set it, else the SNS MessageId) and the target from the message attributes
+(`userId` as String or String.Array, or `broadcast` = "all"); build the client envelope once;
+find the users' connections through the user index (every page) while reading, at the same
+time, whether an earlier attempt left connections still owed this notification; post to them
+all at once with a bounded thread pool.
 
-Outcomes, per the publishing contract:
-- a connection that answers 410 is gone: its row is deleted, it is not a failure;
-- a record whose target attributes are invalid is logged and dropped (a retry cannot fix it);
-- an envelope over API Gateway's message limit is logged and posted to nobody;
-- any other failed post, an oversized envelope or a failed lookup makes the invocation raise
-  once every record has been attempted, so Lambda retries the event (clients drop the
-  duplicates by `id`) and the failure shows in the function's error metric and on-failure
-  destination instead of disappearing.
+The guarantee: at-least-once delivery to every connection live at publish time, each frame
+carrying the notification's stable `id`, and no fan-out again on retry.
+- Throttling, 5xx and timeouts (management API and DynamoDB) are retried inside the invocation
+  with bounded, jittered exponential backoff, within the Lambda's remaining time
+  (`functions.retry`).
+- A notification still owed to some connections after that is recorded in the pending
+  deliveries table with those connections, and the invocation raises `PublishIncomplete`: Lambda
+  retries the event, and the retry posts only to the connections still owed. After Lambda's
+  last retry the event lands in the dead-letter queue (the function's on-failure destination).
+- Duplicates remain possible where they cannot be told apart from a loss: a post that arrived
+  but whose answer did not (timeout), a run cut short by the function's timeout before it could
+  record what was owed, SNS delivering the same message twice, or a pending record that could
+  not be written. They carry the same `id`; clients drop them.
+- A failure a retry cannot fix goes straight to the dead-letter queue with a reason code and the
+  record as received, and is not raised: an invalid or malformed target, attributes of ours in
+  unexpected shapes, an envelope over API Gateway's 128 KB, a post answered 413 (the connection
+  is fine: its row stays). If the dead-letter queue cannot take it, the invocation raises, so
+  nothing disappears.
+- A connection that answers 410 is gone: its row is deleted; that is not a failure.
+- One bad record never stops the others: every record of the event is attempted before raising.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections import Counter
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from functions import contract, environment, management, sessions
+from functions import contract, dead_letters, environment, management, pending, retry, sessions
 
 logger = logging.getLogger(__name__)
 
 DELIVERED, GONE, FAILED = "delivered", "gone", "failed"
-# The counts a run returns (and PublishIncomplete carries): records seen, records dropped for
-# invalid target attributes, too large, or whose connections could not be looked up; then
-# connections found and the outcome of each post.
+PAYLOAD_TOO_LARGE = "payload_too_large"
+# The counts a run returns (and PublishIncomplete carries): records seen; records rejected for
+# invalid or malformed attributes, too large, or whose connections could not be looked up;
+# connections posted to and the outcome of each post; records resumed from a pending delivery;
+# records put in the dead-letter queue, and the attempts to do so that failed.
 SUMMARY_KEYS = (
     "messages",
     "rejected",
@@ -40,11 +57,32 @@ SUMMARY_KEYS = (
     DELIVERED,
     GONE,
     FAILED,
+    PAYLOAD_TOO_LARGE,
+    "resumed",
+    "dead_lettered",
+    "dead_letter_failed",
 )
+# The retry policy of every AWS call in a run, bounded by the invocation's remaining time.
+BACKOFF = retry.Backoff()
 
 
-class InvalidTarget(ValueError):
+class Rejected(ValueError):
+    """The record breaks the publishing contract; `reason` is its dead-letter reason code."""
+
+    reason = dead_letters.INVALID_RECORD
+
+
+class InvalidTarget(Rejected):
     """The record's message attributes do not name a valid target."""
+
+    reason = dead_letters.INVALID_TARGET
+
+
+class InvalidAttributes(InvalidTarget):
+    """An attribute of the contract has an unexpected shape or data type (an InvalidTarget, so
+    callers that check a target and its type catch both)."""
+
+    reason = dead_letters.INVALID_ATTRIBUTES
 
 
 class PublishIncomplete(Exception):
@@ -62,66 +100,177 @@ class Target:
     broadcast: bool = False
 
 
+@dataclass
+class Run:
+    """What every record of one invocation shares."""
+
+    backoff: retry.Backoff
+    broadcast_enabled: bool
+    pool: Executor
+    summary: dict[str, int]
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     """Deliver every record; returns the counts, or raises PublishIncomplete with them."""
     summary = dict.fromkeys(SUMMARY_KEYS, 0)
-    broadcast_enabled = environment.flag(contract.ENV_BROADCAST_ENABLED)
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        records = [event]  # not an SNS event at all: dead-lettered as one invalid record
     with ThreadPoolExecutor(max_workers=environment.publish_concurrency()) as pool:
-        for record in event.get("Records") or []:
+        run = Run(
+            backoff=BACKOFF.within(context),
+            broadcast_enabled=environment.flag(contract.ENV_BROADCAST_ENABLED),
+            pool=pool,
+            summary=summary,
+        )
+        settled: list[tuple[str | None, bool]] = []
+        for record in records:
             summary["messages"] += 1
-            _publish(record["Sns"], broadcast_enabled, pool, summary)
+            settled.append((record_id(record), _publish(record, run)))
 
-    if summary[FAILED] or summary["oversized"] or summary["lookup_failed"]:
+    if not all(done for _, done in settled):
+        # Lambda retries the whole event: the records already settled are marked so, and the
+        # retry skips them instead of posting or dead-lettering them twice.
+        unsettled = {nid for nid, done in settled if not done}
+        _mark_settled(sorted({nid for nid, done in settled if done and nid} - unsettled), run)
         logger.error("publish incomplete", extra={"summary": summary})
         raise PublishIncomplete(summary)
     logger.info("publish done", extra={"summary": summary})
     return summary
 
 
-def _publish(
-    sns: dict[str, Any], broadcast_enabled: bool, pool: Executor, summary: dict[str, int]
-) -> None:
-    message_id = sns.get("MessageId")
-    attributes = sns.get("MessageAttributes") or {}
+def _publish(record: Any, run: Run) -> bool:
+    """Deliver one record; True once it is settled (delivered, gone or dead-lettered)."""
+    notification_id = record_id(record)
+    owed = _owed_lookup(notification_id, run)
     try:
-        target = read_target(attributes, broadcast_enabled=broadcast_enabled)
+        sns = read_record(record)
+        read_notification_id(sns)
+        attributes = sns.get("MessageAttributes") or {}
+        target = read_target(attributes, broadcast_enabled=run.broadcast_enabled)
         event_type = read_type(attributes)
-    except InvalidTarget as invalid:
-        logger.error(
-            "rejected notification: %s",
-            invalid,
-            extra={"messageId": message_id, "reason": str(invalid)},
-        )
-        summary["rejected"] += 1
-        return
+    except Rejected as rejected:
+        if _already_settled(owed, notification_id, run):
+            return True
+        run.summary["rejected"] += 1
+        return _dead_letter(rejected.reason, str(rejected), notification_id, record, run)
 
-    body = envelope(message_id, event_type, sns.get("Message"), sns.get("Timestamp"))
+    body = envelope(notification_id, event_type, sns["Message"], sns.get("Timestamp"))
     if len(body) > contract.MAX_MESSAGE_BYTES:
-        logger.error(
-            "notification too large: %d bytes, API Gateway delivers at most %d; posted to nobody",
-            len(body),
-            contract.MAX_MESSAGE_BYTES,
-            extra={"messageId": message_id, "bytes": len(body)},
+        if _already_settled(owed, notification_id, run):
+            return True
+        run.summary["oversized"] += 1
+        detail = (
+            f"envelope is {len(body)} bytes; API Gateway delivers at most "
+            f"{contract.MAX_MESSAGE_BYTES}; posted to nobody"
         )
-        summary["oversized"] += 1
-        return
+        return _dead_letter(dead_letters.TOO_LARGE, detail, notification_id, record, run)
 
     try:
-        connection_ids = _connections(target, pool)
+        found: list[str] | None = _connections(target, run)
     except Exception:
-        logger.exception("could not look up connections", extra={"messageId": message_id})
-        summary["lookup_failed"] += 1
-        return
+        logger.exception("could not look up connections", extra={"notificationId": notification_id})
+        found = None
+    try:
+        still_owed = owed.result() if owed else None
+    except Exception:
+        logger.exception("could not read pending deliveries", extra=_fields(notification_id))
+        run.summary["lookup_failed"] += 1
+        return False
+    if still_owed is not None:
+        run.summary["resumed"] += 1
+        connection_ids = sorted(still_owed)  # an earlier attempt reached the others
+    elif found is None:
+        run.summary["lookup_failed"] += 1
+        return False
+    else:
+        connection_ids = found
 
-    summary["connections"] += len(connection_ids)
-    for outcome in pool.map(lambda cid: _deliver(cid, body, message_id), connection_ids):
-        summary[outcome] += 1
+    run.summary["connections"] += len(connection_ids)
+    posts = zip(
+        connection_ids,
+        run.pool.map(lambda cid: _deliver(cid, body, notification_id, run), connection_ids),
+        strict=True,
+    )
+    undelivered: dict[str, str] = {}
+    too_large: list[str] = []
+    for connection_id, (outcome, why) in posts:
+        run.summary[outcome] += 1
+        if outcome == FAILED:
+            undelivered[connection_id] = why
+        elif outcome == PAYLOAD_TOO_LARGE:
+            too_large.append(connection_id)
+    if too_large:
+        detail = f"{len(too_large)} connection(s) answered 413 Payload Too Large"
+        if not _dead_letter(
+            dead_letters.PAYLOAD_TOO_LARGE,
+            detail,
+            notification_id,
+            record,
+            run,
+            connections=too_large,
+        ):
+            undelivered.update(dict.fromkeys(too_large, "413, not dead-lettered"))
+
+    if undelivered:
+        _remember_owed(notification_id, undelivered, run)
+        return False
+    if still_owed is not None:
+        _forget_owed(notification_id, run)
+    return True
+
+
+def record_id(record: Any) -> str | None:
+    """The notification id of a record, for logs and dead letters even when it is invalid."""
+    sns = record.get("Sns") if isinstance(record, dict) else None
+    if not isinstance(sns, dict):
+        return None
+    try:
+        return read_notification_id(sns)
+    except Rejected:
+        message_id = sns.get("MessageId")
+        return message_id if isinstance(message_id, str) else None
+
+
+def read_record(record: Any) -> dict[str, Any]:
+    """The SNS part of a Lambda record, checked for the fields delivery needs."""
+    sns = record.get("Sns") if isinstance(record, dict) else None
+    if not isinstance(sns, dict):
+        raise Rejected("not an SNS record (no 'Sns' object)")
+    if not isinstance(sns.get("Message"), str):
+        raise Rejected("the SNS message body is missing or not a string")
+    attributes = sns.get("MessageAttributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        raise InvalidAttributes("MessageAttributes is not an object")
+    return sns
+
+
+def read_notification_id(sns: dict[str, Any]) -> str:
+    """The `notificationId` String attribute when present, else the SNS MessageId."""
+    attributes = sns.get("MessageAttributes") or {}
+    if not isinstance(attributes, dict):
+        raise InvalidAttributes("MessageAttributes is not an object")
+    given = _attribute(attributes, contract.NOTIFICATION_ID_ATTRIBUTE, ("String",))
+    if given is None:
+        message_id = sns.get("MessageId")
+        if not isinstance(message_id, str) or not message_id:
+            raise Rejected("the SNS record has no MessageId")
+        return message_id
+    value = given[1]
+    if not value.strip() or len(value) > contract.MAX_NOTIFICATION_ID_LENGTH:
+        raise InvalidAttributes(
+            f"{contract.NOTIFICATION_ID_ATTRIBUTE!r} must be a non-empty String of at most "
+            f"{contract.MAX_NOTIFICATION_ID_LENGTH} characters"
+        )
+    return value
 
 
 def read_target(attributes: dict[str, Any], *, broadcast_enabled: bool) -> Target:
     """The users (or everyone) a record is for, from its SNS message attributes."""
-    users = attributes.get(contract.TARGET_USER_ATTRIBUTE)
-    broadcast = attributes.get(contract.BROADCAST_ATTRIBUTE)
+    if not isinstance(attributes, dict):
+        raise InvalidAttributes("MessageAttributes is not an object")
+    users = _attribute(attributes, contract.TARGET_USER_ATTRIBUTE, ("String", "String.Array"))
+    broadcast = _attribute(attributes, contract.BROADCAST_ATTRIBUTE, ("String",))
     if users is not None and broadcast is not None:
         raise InvalidTarget(
             f"names both {contract.TARGET_USER_ATTRIBUTE!r} and {contract.BROADCAST_ATTRIBUTE!r}"
@@ -129,32 +278,48 @@ def read_target(attributes: dict[str, Any], *, broadcast_enabled: bool) -> Targe
     if broadcast is not None:
         if not broadcast_enabled:
             raise InvalidTarget("broadcast is disabled on this stack")
-        if broadcast.get("Type") != "String" or broadcast.get("Value") != contract.BROADCAST_ALL:
+        if broadcast[1] != contract.BROADCAST_ALL:
             raise InvalidTarget(
                 f"{contract.BROADCAST_ATTRIBUTE!r} must be the String {contract.BROADCAST_ALL!r}"
             )
         return Target(broadcast=True)
     if users is None:
         raise InvalidTarget(f"no {contract.TARGET_USER_ATTRIBUTE!r} attribute")
-    return Target(users=_read_users(users))
+    return Target(users=_read_users(*users))
 
 
-def _read_users(attribute: dict[str, Any]) -> tuple[str, ...]:
-    name = contract.TARGET_USER_ATTRIBUTE
+def _attribute(
+    attributes: dict[str, Any], name: str, types: tuple[str, ...]
+) -> tuple[str, str] | None:
+    """(data type, value) of one of our attributes, None when absent; InvalidAttributes when
+    it is not `{"Type": <one of types>, "Value": <string>}` (Number and Binary included)."""
+    attribute = attributes.get(name)
+    if attribute is None:
+        return None
+    if not isinstance(attribute, dict):
+        raise InvalidAttributes(f"{name!r} is not a {{Type, Value}} attribute")
     kind, value = attribute.get("Type"), attribute.get("Value")
+    if kind not in types:
+        expected = " or ".join(types)
+        raise InvalidAttributes(f"{name!r} must be a {expected} attribute, got {kind!r}")
+    if not isinstance(value, str):
+        raise InvalidAttributes(f"{name!r} has a {type(value).__name__} value, not a string")
+    return kind, value
+
+
+def _read_users(kind: str, value: str) -> tuple[str, ...]:
+    name = contract.TARGET_USER_ATTRIBUTE
     if kind == "String":
         ids: Any = [value]
-    elif kind == "String.Array":
+    else:
         try:
             ids = json.loads(value)
-        except (TypeError, ValueError):
+        except ValueError:
             raise InvalidTarget(f"{name!r} String.Array is not a JSON array") from None
         if not isinstance(ids, list):
             raise InvalidTarget(f"{name!r} String.Array is not a JSON array")
         if not ids:
             raise InvalidTarget(f"{name!r} names no user")
-    else:
-        raise InvalidTarget(f"{name!r} must be a String or String.Array, got {kind!r}")
     if not all(isinstance(user, str) and user.strip() for user in ids):
         raise InvalidTarget(f"{name!r} user ids must be non-empty strings")
     users = tuple(dict.fromkeys(ids))
@@ -166,13 +331,12 @@ def _read_users(attribute: dict[str, Any]) -> tuple[str, ...]:
 
 
 def read_type(attributes: dict[str, Any]) -> str:
-    attribute = attributes.get(contract.TYPE_ATTRIBUTE)
+    attribute = _attribute(attributes, contract.TYPE_ATTRIBUTE, ("String",))
     if attribute is None:
         return contract.DEFAULT_TYPE
-    value = attribute.get("Value")
-    if attribute.get("Type") != "String" or not isinstance(value, str) or not value:
-        raise InvalidTarget(f"{contract.TYPE_ATTRIBUTE!r} must be a non-empty String")
-    return value
+    if not attribute[1]:
+        raise InvalidAttributes(f"{contract.TYPE_ATTRIBUTE!r} must be a non-empty String")
+    return attribute[1]
 
 
 def envelope(message_id: str | None, event_type: str, message: Any, sent_at: str | None) -> bytes:
@@ -191,22 +355,31 @@ def _payload(message: Any) -> Any:
         return message
 
 
-def _connections(target: Target, pool: Executor) -> list[str]:
+def _connections(target: Target, run: Run) -> list[str]:
     if target.broadcast:
-        found = sessions.all_connections()
+        found = sessions.all_connections(backoff=run.backoff)
     else:
-        found = [cid for ids in pool.map(sessions.connections_of, target.users) for cid in ids]
+        ids = run.pool.map(
+            lambda user: sessions.connections_of(user, backoff=run.backoff), target.users
+        )
+        found = [cid for user_ids in ids for cid in user_ids]
     # A connection appears once however it was found (a retried scan page, overlapping users).
     return list(dict.fromkeys(found))
 
 
-def _deliver(connection_id: str, body: bytes, message_id: str | None) -> str:
-    fields = {"messageId": message_id, "connectionId": connection_id}
+def _deliver(
+    connection_id: str, body: bytes, notification_id: str | None, run: Run
+) -> tuple[str, str]:
+    """(outcome, why) of one post, retries included."""
+    fields = {**_fields(notification_id), "connectionId": connection_id}
     try:
-        management.post(connection_id, body)
+        management.post(connection_id, body, run.backoff)
     except management.ConnectionGone:
-        _forget(connection_id, fields)
-        return GONE
+        _forget_connection(connection_id, fields, run)
+        return GONE, ""
+    except management.PayloadTooLarge as failed:
+        logger.error("post refused: 413 %s", failed.code, extra=fields)
+        return PAYLOAD_TOO_LARGE, f"{failed.status} {failed.code}"
     except management.DeliveryFailed as failed:
         logger.error(
             "post failed: %s %s",
@@ -214,19 +387,96 @@ def _deliver(connection_id: str, body: bytes, message_id: str | None) -> str:
             failed.code,
             extra={**fields, "status": failed.status, "code": failed.code},
         )
-        return FAILED
-    except Exception:
-        # A bug must not stop the other posts; it is counted and raised at the end.
+        return FAILED, f"{failed.status} {failed.code}"
+    except Exception as error:
+        # A bug must not stop the other posts; it is owed and retried like any failure.
         logger.exception("post failed unexpectedly", extra=fields)
-        return FAILED
-    return DELIVERED
+        return FAILED, type(error).__name__
+    return DELIVERED, ""
 
 
-def _forget(connection_id: str, fields: dict[str, Any]) -> None:
+def _forget_connection(connection_id: str, fields: dict[str, Any], run: Run) -> None:
     try:
-        sessions.delete_session(connection_id)
+        sessions.delete_session(connection_id, backoff=run.backoff)
     except Exception:
         # The row's TTL removes it anyway; the notification itself was not lost.
         logger.warning("could not delete gone connection", extra=fields, exc_info=True)
     else:
         logger.info("deleted gone connection", extra=fields)
+
+
+def _dead_letter(
+    reason: str, detail: str, notification_id: str | None, record: Any, run: Run, **extra: Any
+) -> bool:
+    """Send the record to the dead-letter queue; True when it is there."""
+    logger.error(
+        "dead-lettering notification %s: %s: %s",
+        notification_id,
+        reason,
+        detail,
+        extra={**_fields(notification_id), "reason": reason, "detail": detail},
+    )
+    try:
+        dead_letters.send(reason, detail, notification_id, record, run.backoff, **extra)
+    except Exception:
+        logger.exception("could not dead-letter; the event fails", extra=_fields(notification_id))
+        run.summary["dead_letter_failed"] += 1
+        return False
+    run.summary["dead_lettered"] += 1
+    return True
+
+
+def _owed_lookup(notification_id: str | None, run: Run) -> Future[frozenset[str] | None] | None:
+    """Start reading what an earlier attempt left owed (alongside the connection lookup)."""
+    if notification_id is None or pending.table() is None:
+        return None
+    return run.pool.submit(pending.load, notification_id, run.backoff)
+
+
+def _already_settled(
+    owed: Future[frozenset[str] | None] | None, notification_id: str | None, run: Run
+) -> bool:
+    """True when an earlier attempt already dead-lettered this record (its marker goes)."""
+    try:
+        settled = owed is not None and owed.result() == frozenset()
+    except Exception:
+        logger.warning("could not read pending deliveries", extra=_fields(notification_id))
+        return False
+    if settled:
+        _forget_owed(notification_id, run)
+    return settled
+
+
+def _remember_owed(notification_id: str | None, undelivered: dict[str, str], run: Run) -> None:
+    if notification_id is None or pending.table() is None:
+        return
+    reasons = ", ".join(f"{why} x{n}" for why, n in Counter(undelivered.values()).items())
+    try:
+        pending.save(notification_id, set(undelivered), reasons, run.backoff)
+    except Exception:
+        # The retry then fans out again: duplicates, same id, nothing lost.
+        logger.exception("could not record pending deliveries", extra=_fields(notification_id))
+
+
+def _forget_owed(notification_id: str | None, run: Run) -> None:
+    if notification_id is None:
+        return
+    try:
+        pending.clear(notification_id, run.backoff)
+    except Exception:
+        # TTL removes it; only a duplicate delivery of this notification would read it.
+        logger.warning("could not clear pending deliveries", extra=_fields(notification_id))
+
+
+def _mark_settled(notification_ids: list[str], run: Run) -> None:
+    if pending.table() is None:
+        return
+    for notification_id in notification_ids:
+        try:
+            pending.save(notification_id, set(), "settled", run.backoff)
+        except Exception:
+            logger.warning("could not mark settled", extra=_fields(notification_id), exc_info=True)
+
+
+def _fields(notification_id: str | None) -> dict[str, Any]:
+    return {"notificationId": notification_id}

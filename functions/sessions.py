@@ -3,6 +3,9 @@
 One row per connection (key `connectionId`), a keys-only global secondary index on `userId` for
 the fan-out, and DynamoDB TTL on `expiresAt` (epoch seconds) to sweep rows whose `$disconnect`
 never ran.
+
+The publish path passes a `functions.retry.Backoff`: its reads and deletes are then retried
+there (throttling, 5xx), page by page; without one, botocore's standard retries apply.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from functions import aws, contract, environment
+from functions import aws, contract, environment, retry
 
 DEFAULT_SCAN_SEGMENTS = 4
 
@@ -36,15 +39,20 @@ def put_session(connection_id: str, user_id: str, now: float | None = None) -> d
     return item
 
 
-def delete_session(connection_id: str) -> None:
+def delete_session(connection_id: str, backoff: retry.Backoff | None = None) -> None:
     """Forget a connection; deleting one that is already gone is not an error."""
-    _dynamodb().delete_item(
+    retry.aws_call(
+        "dynamodb",
+        "delete_item",
+        backoff,
         TableName=environment.sessions_table(),
         Key={contract.CONNECTION_ID: {"S": connection_id}},
     )
 
 
-def connections_of(user_id: str, page_size: int | None = None) -> list[str]:
+def connections_of(
+    user_id: str, page_size: int | None = None, backoff: retry.Backoff | None = None
+) -> list[str]:
     """Connection ids of one user, read from the user index, every page of it.
 
     The index is eventually consistent (it rejects ConsistentRead): a connection made a moment
@@ -63,11 +71,13 @@ def connections_of(user_id: str, page_size: int | None = None) -> list[str]:
     }
     if page_size is not None:
         request["Limit"] = page_size
-    return _all_pages(_dynamodb().query, request)
+    return _all_pages("query", request, backoff)
 
 
 def all_connections(
-    segments: int = DEFAULT_SCAN_SEGMENTS, page_size: int | None = None
+    segments: int = DEFAULT_SCAN_SEGMENTS,
+    page_size: int | None = None,
+    backoff: retry.Backoff | None = None,
 ) -> list[str]:
     """Every connection id in the table (for broadcast), read by parallel scan segments."""
     table = environment.sessions_table()
@@ -82,16 +92,16 @@ def all_connections(
         }
         if page_size is not None:
             request["Limit"] = page_size
-        return _all_pages(_dynamodb().scan, request)
+        return _all_pages("scan", request, backoff)
 
     with ThreadPoolExecutor(max_workers=segments) as pool:
         return [cid for found in pool.map(scan_segment, range(segments)) for cid in found]
 
 
-def _all_pages(operation: Any, request: dict[str, Any]) -> list[str]:
+def _all_pages(operation: str, request: dict[str, Any], backoff: retry.Backoff | None) -> list[str]:
     connection_ids: list[str] = []
     while True:
-        page = operation(**request)
+        page = retry.aws_call("dynamodb", operation, backoff, **request)
         connection_ids.extend(item[contract.CONNECTION_ID]["S"] for item in page.get("Items", []))
         last_key = page.get("LastEvaluatedKey")
         if not last_key:

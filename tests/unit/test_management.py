@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from functions import aws, contract, management
+from functions import aws, contract, management, retry
 from tests.unit import events
 from tests.unit.conftest import moto_posts
 
@@ -45,13 +45,14 @@ def test_api_errors_become_one_exception_family(
             expected_params={"ConnectionId": "conn-1=", "Data": b"x"},
         )
         with pytest.raises(management.DeliveryFailed) as caught:
-            management.post("conn-1=", b"x")
+            management.post("conn-1=", b"x", retry.Backoff(max_attempts=1))
     assert type(caught.value) is kind
     assert (caught.value.connection_id, caught.value.status, caught.value.code) == (
         "conn-1=",
         status,
         code,
     )
+    assert caught.value.transient is (status >= 500)
 
 
 def test_missing_endpoint_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
