@@ -145,7 +145,7 @@ def _publish(record: Any, run: Run) -> bool:
     owed = _owed_lookup(notification_id, run)
     try:
         sns = read_record(record)
-        read_notification_id(sns)
+        read_notification_id(sns)  # a malformed `notificationId` is refused, not replaced
         attributes = sns.get("MessageAttributes") or {}
         target = read_target(attributes, broadcast_enabled=run.broadcast_enabled)
         event_type = read_type(attributes)
@@ -166,35 +166,53 @@ def _publish(record: Any, run: Run) -> bool:
         )
         return _dead_letter(dead_letters.TOO_LARGE, detail, notification_id, record, run)
 
+    connection_ids = _recipients(target, owed, notification_id, run)
+    if connection_ids is None:
+        run.summary["lookup_failed"] += 1
+        return False
+    undelivered = _post_to_all(connection_ids, body, notification_id, record, run)
+    if undelivered:
+        _remember_owed(notification_id, undelivered, run)
+        return False
+    if owed is not None and owed.result() is not None:
+        _forget_owed(notification_id, run)
+    return True
+
+
+def _recipients(
+    target: Target,
+    owed: Future[frozenset[str] | None] | None,
+    notification_id: str | None,
+    run: Run,
+) -> list[str] | None:
+    """The connections to post to: those an earlier attempt left owed if it left any, else the
+    target's connections; None when that cannot be known."""
     try:
         found: list[str] | None = _connections(target, run)
     except Exception:
-        logger.exception("could not look up connections", extra={"notificationId": notification_id})
+        logger.exception("could not look up connections", extra=_fields(notification_id))
         found = None
     try:
         still_owed = owed.result() if owed else None
     except Exception:
         logger.exception("could not read pending deliveries", extra=_fields(notification_id))
-        run.summary["lookup_failed"] += 1
-        return False
-    if still_owed is not None:
-        run.summary["resumed"] += 1
-        connection_ids = sorted(still_owed)  # an earlier attempt reached the others
-    elif found is None:
-        run.summary["lookup_failed"] += 1
-        return False
-    else:
-        connection_ids = found
+        return None
+    if still_owed is None:
+        return found
+    run.summary["resumed"] += 1
+    return sorted(still_owed)  # an earlier attempt reached the others
 
+
+def _post_to_all(
+    connection_ids: list[str], body: bytes, notification_id: str | None, record: Any, run: Run
+) -> dict[str, str]:
+    """Post concurrently; dead-letter the message once if some connection answered 413.
+    Returns the connections still owed it, with why."""
     run.summary["connections"] += len(connection_ids)
-    posts = zip(
-        connection_ids,
-        run.pool.map(lambda cid: _deliver(cid, body, notification_id, run), connection_ids),
-        strict=True,
-    )
+    outcomes = run.pool.map(lambda cid: _deliver(cid, body, notification_id, run), connection_ids)
     undelivered: dict[str, str] = {}
     too_large: list[str] = []
-    for connection_id, (outcome, why) in posts:
+    for connection_id, (outcome, why) in zip(connection_ids, outcomes, strict=True):
         run.summary[outcome] += 1
         if outcome == FAILED:
             undelivered[connection_id] = why
@@ -202,22 +220,17 @@ def _publish(record: Any, run: Run) -> bool:
             too_large.append(connection_id)
     if too_large:
         detail = f"{len(too_large)} connection(s) answered 413 Payload Too Large"
-        if not _dead_letter(
+        sent = _dead_letter(
             dead_letters.PAYLOAD_TOO_LARGE,
             detail,
             notification_id,
             record,
             run,
             connections=too_large,
-        ):
+        )
+        if not sent:  # owed until it is in the queue: the retry posts (and tries) again
             undelivered.update(dict.fromkeys(too_large, "413, not dead-lettered"))
-
-    if undelivered:
-        _remember_owed(notification_id, undelivered, run)
-        return False
-    if still_owed is not None:
-        _forget_owed(notification_id, run)
-    return True
+    return undelivered
 
 
 def record_id(record: Any) -> str | None:
