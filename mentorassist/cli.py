@@ -4,6 +4,7 @@
     python -m mentorassist send --user alice --data-file payload.json
     python -m mentorassist broadcast --type ops 'Maintenance at 22:00 UTC'
     python -m mentorassist send --local --user alice hello      # the running local stack
+    python -m mentorassist replay --queue-url URL --topic-arn ARN   # see mentorassist.replay
 
 DATA is sent as is: JSON reaches clients as JSON, any other text as a string (data that starts
 with `{` or `[` must be valid JSON unless --text says it is text). The topic comes
@@ -63,10 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     _notification_arguments(broadcast)
 
     if _replay_available():
-        replay = commands.add_parser(
-            "replay", help="re-publish dead-lettered notifications (mentorassist.replay)"
+        # Only listed here: main() hands `replay ...` to mentorassist.replay untouched.
+        commands.add_parser(
+            "replay",
+            help="re-publish dead-lettered notifications (python -m mentorassist replay --help)",
         )
-        replay.add_argument("replay_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -97,11 +99,12 @@ def _notification_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "replay":
-        from mentorassist import replay  # type: ignore[attr-defined]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["replay"] and _replay_available():
+        from mentorassist import replay
 
-        return int(replay.main(args.replay_args) or 0)
+        return int(replay.main(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
     try:
         data = _read_data(args)
         notification = (

@@ -208,3 +208,15 @@ def test_python_m_mentorassist_exit_codes() -> None:
     assert done.returncode == 1, done.stderr
     assert "error: could not reach SNS" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_replay_is_handed_to_mentorassist_replay_untouched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mentorassist import replay
+
+    received: list[list[str]] = []
+    monkeypatch.setattr(replay, "main", lambda argv: received.append(list(argv)) or 0)
+    argv = ["--queue-url", "https://q", "--topic-arn", "arn:t", "--dry-run"]
+    assert cli.main(["replay", *argv]) == 0
+    assert received == [argv]
