@@ -60,8 +60,6 @@ _RESERVED_ATTRIBUTES = frozenset(
 # a MessageId is a UUID (36 characters), `sentAt` an ISO-8601 time with milliseconds.
 _WORST_CASE_MESSAGE_ID = "0" * 36
 _WORST_CASE_SENT_AT = "2026-12-03T18:20:40.123Z"
-# The handler's limit once it declares one (issue 3 adds contract.MAX_NOTIFICATION_ID_LENGTH).
-_MAX_NOTIFICATION_ID_LENGTH: int = getattr(contract, "MAX_NOTIFICATION_ID_LENGTH", 256)
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -226,11 +224,12 @@ def build_message(notification: Notification) -> Message:
         handler_rules.read_type(as_delivered)
     except handler_rules.InvalidTarget as invalid:
         raise InvalidTarget(str(invalid)) from None
-    read_id = getattr(handler_rules, "read_notification_id", None)
-    if read_id is not None and notification.id is not None:
+    if notification.id is not None:
         try:
-            read_id({"MessageId": _WORST_CASE_MESSAGE_ID, "MessageAttributes": as_delivered})
-        except ValueError as invalid:
+            handler_rules.read_notification_id(
+                {"MessageId": _WORST_CASE_MESSAGE_ID, "MessageAttributes": as_delivered}
+            )
+        except handler_rules.Rejected as invalid:
             raise InvalidId(str(invalid)) from None
 
     body = _body(notification.data)
@@ -294,11 +293,7 @@ def _event_type(event_type: Any) -> str:
 def _notification_id(notification_id: Any) -> str:
     if not isinstance(notification_id, str) or not notification_id.strip():
         raise InvalidId(f"id must be a non-empty string, got {notification_id!r}")
-    if len(notification_id) > _MAX_NOTIFICATION_ID_LENGTH:
-        raise InvalidId(
-            f"id is {len(notification_id)} characters; at most {_MAX_NOTIFICATION_ID_LENGTH}"
-        )
-    return notification_id
+    return notification_id  # its length: the handler's read_notification_id, in build_message
 
 
 def _extra_attributes(extra: Mapping[str, str] | None) -> dict[str, dict[str, str]]:
