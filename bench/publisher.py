@@ -1,0 +1,96 @@
+"""The publish Lambda in a process of its own: `python -m bench.publisher` (a benchmark worker).
+
+On AWS the publish function runs apart from API Gateway; in the local stack both share one
+process (and one GIL) with the emulator. This worker runs `functions.publish.handler`
+unchanged, in its own process, against the stack's emulator and gateway (the stack's own
+environment variables, given by the benchmark), so its fan-out time is the handler's, not the
+stack's. It reads one JSON request per line on stdin and answers one JSON line on stdout:
+
+- `{"op": "publish", "user": U, "id": ID}`: invoke the handler with an SNS event naming U whose
+  MessageId is ID; answers the handler's wall time, the part spent finding connections and
+  the process CPU time it used.
+- `{"op": "sequential", "user": U, "limit": N}`: what a sequential poster does: find U's
+  connections, then `management.post` to at most N of them one after the other.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from functions import contract, management, publish, sessions
+from local.events import sns_event
+from local.lambda_context import lambda_context
+
+_lookup_seconds = 0.0
+_original_connections = publish._connections
+
+
+def _timed_connections(*args: Any, **kwargs: Any) -> Any:
+    global _lookup_seconds
+    started = time.perf_counter()
+    try:
+        return _original_connections(*args, **kwargs)
+    finally:
+        _lookup_seconds = time.perf_counter() - started
+
+
+publish._connections = _timed_connections  # type: ignore[assignment]
+
+
+def _event(user: str, message_id: str) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    notification = {
+        "Type": "Notification",
+        "MessageId": message_id,
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:bench",
+        "Message": json.dumps({"bench": message_id}),
+        "Timestamp": now,
+        "MessageAttributes": {contract.TARGET_USER_ATTRIBUTE: {"Type": "String", "Value": user}},
+    }
+    return sns_event("arn:aws:sns:us-east-1:123456789012:bench:sub", notification)
+
+
+def _publish(request: dict[str, Any]) -> dict[str, Any]:
+    context = lambda_context(
+        "bench-publish",
+        region="us-east-1",
+        account="123456789012",
+        memory_mb=256,
+        timeout_seconds=900,
+    )
+    cpu = time.process_time()
+    started = time.perf_counter()
+    summary = publish.handler(_event(request["user"], request["id"]), context)
+    total = time.perf_counter() - started
+    return {
+        "seconds": total,
+        "lookup_seconds": _lookup_seconds,
+        "cpu_seconds": time.process_time() - cpu,
+        "summary": summary,
+    }
+
+
+def _sequential(request: dict[str, Any]) -> dict[str, Any]:
+    ids = sessions.connections_of(request["user"])
+    chosen = ids[: request["limit"]]
+    body = json.dumps({"id": "sequential"}).encode()
+    started = time.perf_counter()
+    for connection_id in chosen:
+        management.post(connection_id, body)
+    return {"seconds": time.perf_counter() - started, "posts": len(chosen), "found": len(ids)}
+
+
+def main() -> int:
+    for line in sys.stdin:
+        request = json.loads(line)
+        handler = _publish if request["op"] == "publish" else _sequential
+        print(json.dumps(handler(request)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
