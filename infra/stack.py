@@ -22,6 +22,7 @@ from infra.dead_letters import (
     redrive_policy,
 )
 from infra.functions import LambdaFunction, code_archive, lambda_function
+from infra.pending_deliveries import pending_deliveries_table
 from infra.policies import statement
 from infra.secret import jwt_secret_parameter
 from infra.sessions_table import sessions_table
@@ -36,6 +37,7 @@ MIN_JWT_SECRET_LENGTH = 32  # HS256 keys shorter than the hash output weaken the
 class Stack:
     settings: StackSettings
     table: aws.dynamodb.Table
+    pending_deliveries: aws.dynamodb.Table
     jwt_secret: aws.ssm.Parameter
     topic: NotificationsTopic
     functions: dict[str, LambdaFunction]  # by handler
@@ -65,6 +67,7 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
     region = aws.get_region_output().region
 
     table = sessions_table("sessions")
+    pending = pending_deliveries_table("pending-deliveries")
     secret = pulumi.Output.secret(jwt_secret).apply(_checked_secret)
     parameter = jwt_secret_parameter("jwt-secret", secret)
     topic = notifications_topic("notifications", account_id, partition)
@@ -130,7 +133,16 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
             )
         )
     )
-    # Lambda sends a failed event to the on-failure destination with the function's role.
+    # What a retried event still owes: read, written and removed by notification id.
+    publish_statements.append(
+        pending.arn.apply(
+            lambda arn: statement(
+                ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"], [arn]
+            )
+        )
+    )
+    # The handler dead-letters what no retry can fix, and Lambda sends an event that failed
+    # every attempt to the on-failure destination, both with the function's role.
     publish_statements.append(
         dead_letters.queue.arn.apply(lambda arn: statement([SEND_MESSAGE], [arn]))
     )
@@ -142,6 +154,8 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
             contract.ENV_MANAGEMENT_ENDPOINT: api.management_endpoint,
             contract.ENV_PUBLISH_CONCURRENCY: str(settings.publish_concurrency),
             contract.ENV_BROADCAST_ENABLED: "true" if settings.broadcast_enabled else "false",
+            contract.ENV_PENDING_DELIVERIES_TABLE: pending.name,
+            contract.ENV_DEAD_LETTER_QUEUE_URL: dead_letters.queue.url,
         },
         timeout=settings.publish_timeout_seconds,
     )
@@ -172,6 +186,7 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
         "managementEndpoint": api.management_endpoint,
         "topicArn": topic.topic.arn,
         "sessionsTable": table.name,
+        "pendingDeliveriesTable": pending.name,
         "apiId": api.api.id,
         "stage": api.stage.name,
         "region": region,
@@ -184,6 +199,7 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
     return Stack(
         settings=settings,
         table=table,
+        pending_deliveries=pending,
         jwt_secret=parameter,
         topic=topic,
         functions=functions,

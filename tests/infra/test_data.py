@@ -21,7 +21,8 @@ from tests.infra.conftest import (
 
 def test_sessions_table_shape() -> None:
     deployed = deploy()
-    (table,) = deployed.all("aws:dynamodb/table:Table").values()
+    assert set(deployed.all("aws:dynamodb/table:Table")) == {"sessions", "pending-deliveries"}
+    table = deployed.one("aws:dynamodb/table:Table", "sessions")
     assert table.inputs == {
         "billingMode": "PAY_PER_REQUEST",
         "hashKey": contract.CONNECTION_ID,
@@ -39,6 +40,18 @@ def test_sessions_table_shape() -> None:
         "ttl": {"attributeName": contract.EXPIRES_AT, "enabled": True},
         "serverSideEncryption": {"enabled": True},
         "pointInTimeRecovery": {"enabled": True},
+    }
+
+
+def test_pending_deliveries_table_shape() -> None:
+    deployed = deploy()
+    table = deployed.one("aws:dynamodb/table:Table", "pending-deliveries")
+    assert table.inputs == {
+        "billingMode": "PAY_PER_REQUEST",
+        "hashKey": contract.PENDING_NOTIFICATION_ID,
+        "attributes": [{"name": contract.PENDING_NOTIFICATION_ID, "type": "S"}],
+        "ttl": {"attributeName": contract.EXPIRES_AT, "enabled": True},
+        "serverSideEncryption": {"enabled": True},
     }
 
 

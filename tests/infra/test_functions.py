@@ -16,10 +16,12 @@ from tests.infra.conftest import (
     API_ID,
     PARAMETER,
     PROJECT,
+    QUEUE_NAME,
     REGION,
     deploy,
     expected_grants,
     fn_name,
+    queue_url,
     role_grants,
 )
 
@@ -83,6 +85,8 @@ def test_each_function_gets_only_the_environment_it_reads() -> None:
             ),
             contract.ENV_PUBLISH_CONCURRENCY: "8",
             contract.ENV_BROADCAST_ENABLED: "true",
+            contract.ENV_PENDING_DELIVERIES_TABLE: "pending-deliveries-1a2b3c4",
+            contract.ENV_DEAD_LETTER_QUEUE_URL: queue_url(QUEUE_NAME),
         },
     }
 

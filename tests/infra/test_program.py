@@ -30,6 +30,7 @@ def test_outputs() -> None:
         "managementEndpoint": f"https://{API_ID}.execute-api.{REGION}.amazonaws.com/prod",
         "topicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:notifications-1a2b3c4",
         "sessionsTable": "sessions-1a2b3c4",
+        "pendingDeliveriesTable": "pending-deliveries-1a2b3c4",
         "apiId": API_ID,
         "stage": "prod",
         "region": REGION,
