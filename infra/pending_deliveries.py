@@ -26,5 +26,8 @@ def pending_deliveries_table(
         # Items outlive every retry of their event, then expire on their own.
         ttl=aws.dynamodb.TableTtlArgs(attribute_name=contract.EXPIRES_AT, enabled=True),
         server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+        # Like every table of the stack: an accidental delete or overwrite during an incident can
+        # be undone (the items say which connections still miss a notification).
+        point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
         opts=opts,
     )

@@ -52,6 +52,7 @@ def test_pending_deliveries_table_shape() -> None:
         "attributes": [{"name": contract.PENDING_NOTIFICATION_ID, "type": "S"}],
         "ttl": {"attributeName": contract.EXPIRES_AT, "enabled": True},
         "serverSideEncryption": {"enabled": True},
+        "pointInTimeRecovery": {"enabled": True},
     }
 
 
