@@ -41,7 +41,7 @@ log = logging.getLogger("local.delivery")
 # only how long shutdown waits for the poll in flight, not delivery latency.
 POLL_WAIT_SECONDS = 1
 # Concurrent publish invocations: one slow fan-out must not hold back the next notification.
-WORKERS = 8
+WORKERS = 32
 # SQS hands out at most ten messages per receive.
 RECEIVE_BATCH = 10
 # Lambda's own retry delays for a failed asynchronous invocation (about 1 and 2 minutes).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,49 @@ class _MotoServer(ThreadedMotoServer):
             self._server_ready_event.set()
 
 
+def _speed_up_moto() -> None:
+    """Two of moto's per-request costs that grow with load, removed without changing answers.
+
+    - Every request lists moto's package directory (under a global lock) to match the host
+      against backend names: the list never changes, so it is computed once.
+    - Every received SQS message computes all of its queue's attributes, counting the queue's
+      messages, only to read the retention period: a receive from a deep queue (a burst of
+      notifications) became quadratic. The retention period is read directly.
+    - SQS asks for the current time once per message whenever it counts a queue (each send
+      does); moto builds two datetimes per call. The same number comes from time.time().
+    """
+    from moto import backends
+    from moto.core import utils
+    from moto.sqs import models as sqs_models
+
+    if getattr(backends, "_local_stack_patched", False):
+        return
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else utils.unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else utils.unix_time_millis(dt)
+
+    sqs_models.unix_time = unix_time  # type: ignore[assignment]
+    sqs_models.unix_time_millis = unix_time_millis  # type: ignore[assignment]
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention + message.sent_timestamp / 1000 > time.time())
+
+    SQSBackend = sqs_models.SQSBackend
+
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+    backends._local_stack_patched = True  # type: ignore[attr-defined]
+
+
 class Emulator:
     def __init__(self, host: str, port: int, middleware: Middleware | None = None) -> None:
         self._server = _MotoServer(ip_address=host, port=port, verbose=False)
@@ -67,6 +111,7 @@ class Emulator:
         """Start listening; raises OSError when the port cannot be bound."""
         # werkzeug logs every request at INFO; the gateway and delivery logs say what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        _speed_up_moto()
         self._server.start()
         if self._server.error is not None:
             raise self._server.error

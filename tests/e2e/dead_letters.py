@@ -4,7 +4,8 @@ Two kinds of record land there:
 - Lambda's on-failure destination record, after the publish function failed on every attempt
   (`local.delivery` sends it as Lambda does): the SNS event is its `requestPayload`;
 - the publish function's own record of a notification it can never deliver (invalid target,
-  too large): see `functions.publish`.
+  too large): `{"reason", "detail", "notificationId", "source", "record"}`, see
+  `functions.dead_letters`.
 `DeadLetter` reads either into the notification's ids and a reason.
 """
 
@@ -29,6 +30,7 @@ class DeadLetter:
     reason: str
     body: dict[str, Any]
     sqs_message_id: str
+    receipt_handle: str = ""
 
 
 def _sns_ids(sns: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -40,23 +42,19 @@ def _sns_ids(sns: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def parse(sqs_message: dict[str, Any]) -> DeadLetter:
     body = json.loads(sqs_message["Body"])
-    sqs_id = sqs_message["MessageId"]
+    sqs = (sqs_message["MessageId"], sqs_message.get("ReceiptHandle", ""))
     if "requestPayload" in body and "requestContext" in body:
         (record,) = body["requestPayload"]["Records"]
         message_id, notification_id = _sns_ids(record["Sns"])
         error = body.get("responsePayload") or {}
         reason = f"{body['requestContext']['condition']}: {error.get('errorType')}"
-        return DeadLetter(ON_FAILURE, message_id, notification_id, reason, body, sqs_id)
-    return _handler_record(body, sqs_id)
-
-
-def _handler_record(body: dict[str, Any], sqs_id: str) -> DeadLetter:
-    sns = body.get("sns") or body.get("Sns") or body.get("notification") or {}
+        return DeadLetter(ON_FAILURE, message_id, notification_id, reason, body, *sqs)
+    # {"reason", "detail", "notificationId", "source": "publish", "record": <the SNS record>}
+    record = body.get("record")
+    sns = record.get("Sns") if isinstance(record, dict) else None
     message_id, notification_id = _sns_ids(sns) if isinstance(sns, dict) else (None, None)
-    message_id = body.get("messageId") or message_id
-    notification_id = body.get("notificationId") or notification_id or message_id
-    reason = str(body.get("reason") or body.get("error") or "")
-    return DeadLetter(HANDLER, message_id, notification_id, reason, body, sqs_id)
+    notification_id = body.get("notificationId") or notification_id
+    return DeadLetter(HANDLER, message_id, notification_id, str(body.get("reason")), body, *sqs)
 
 
 class DeadLetterReader:
@@ -83,6 +81,13 @@ class DeadLetterReader:
                 self.letters[message["MessageId"]] = letter
                 new.append(letter)
         return new
+
+    def release(self) -> None:
+        """Make every record read so far visible again (e.g. for the replay tool)."""
+        for letter in self.letters.values():
+            self._sqs.change_message_visibility(
+                QueueUrl=self._url, ReceiptHandle=letter.receipt_handle, VisibilityTimeout=0
+            )
 
     def wait_for(self, notification_id: str, timeout: float = 30) -> DeadLetter:
         """The record of a notification, reading the queue (long polls) until it is there."""

@@ -12,24 +12,53 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from tests.e2e.clients import open_client, run, to_user
-from tests.e2e.conftest import LocalStack
+from tests.e2e.clients import next_frame, open_client, run, to_user
+from tests.e2e.conftest import ROOT, LocalStack
 from tests.e2e.dead_letters import ON_FAILURE, DeadLetterReader
 
 
-def test_an_undeliverable_notification_is_attempted_three_times_then_dead_lettered(
+def _replay(stack: LocalStack) -> subprocess.CompletedProcess[str]:
+    """`python -m mentorassist.replay` against the stack, as an operator runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mentorassist.replay",
+            "--queue-url",
+            stack.outputs["deadLetterQueueUrl"],
+            "--topic-arn",
+            stack.outputs["topicArn"],
+            "--endpoint-url",
+            stack.outputs["awsEndpointUrl"],
+            "--region",
+            stack.outputs["region"],
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_an_undeliverable_notification_is_dead_lettered_after_three_attempts_and_replayed(
     local_stack: Callable[..., LocalStack], user
 ) -> None:
     broken = local_stack("--management-error-rate", "1.0", "--lambda-retry-delays", "1,1")
     alice = user("alice")
     dead_letters = DeadLetterReader(broken.client("sqs"), broken.outputs["deadLetterQueueUrl"])
 
-    async def scenario() -> tuple[str, str]:
-        async with open_client(broken.url(broken.token(alice))):
+    async def scenario() -> tuple[str, str, dict[str, Any], int]:
+        async with open_client(broken.url(broken.token(alice))) as ws:
             (connection_id,) = broken.sessions_of(alice)
             payload = {"text": "undeliverable for now"}
             message_id = await asyncio.to_thread(
@@ -37,11 +66,33 @@ def test_an_undeliverable_notification_is_attempted_three_times_then_dead_letter
             )
             letter = await asyncio.to_thread(dead_letters.wait_for, message_id, 90)
             assert letter.kind == ON_FAILURE
-        return message_id, connection_id
 
-    message_id, connection_id = run(scenario())
-    # Every post was refused: none reached the client.
-    posts = [line for line in broken.lines if f"@connections POST {connection_id}" in line]
+            healed_at = len(broken.lines)
+            # Heal the stack, then replay: the notification arrives with its original id.
+            assert broken.faults(management_error_rate=0.0)["faults"]["management_error_rate"] == 0
+            dead_letters.release()
+            replayed = await asyncio.to_thread(_replay, broken)
+            assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+            frame = await next_frame(ws, timeout=30)
+        return message_id, connection_id, frame, healed_at
+
+    message_id, connection_id, frame, healed_at = run(scenario())
+    assert frame["id"] == message_id
+    assert frame["data"] == {"text": "undeliverable for now"}
+    # Replay deleted the record: the queue is empty.
+    sqs = broken.client("sqs")
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=broken.outputs["deadLetterQueueUrl"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attributes == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
+    # Until the stack was healed every post was refused: none reached the client.
+    posts = [
+        line for line in broken.lines[:healed_at] if f"@connections POST {connection_id}" in line
+    ]
     assert posts and not any(line.endswith("-> 200") for line in posts)
     (letter,) = [x for x in dead_letters.letters.values() if x.message_id == message_id]
     record = letter.body
