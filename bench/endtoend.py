@@ -49,6 +49,11 @@ class Burst:
     expected: int  # frames the clients should receive
     delivered: int
     seconds: float  # first publish until the last frame
+    stack_cpu_seconds: float  # CPU the stack process used meanwhile
+
+    @property
+    def cpu_ms_per_delivery(self) -> float:
+        return self.stack_cpu_seconds * 1000 / max(self.delivered, 1)
 
     @property
     def deliveries_per_second(self) -> float:
@@ -62,6 +67,9 @@ class EndToEnd:
     sns_to_sqs_ms: list[float] = field(default_factory=list)
     gsi_query_ms: list[float] = field(default_factory=list)
     management_post_ms: list[float] = field(default_factory=list)
+    # Not part of the floor, but on our path: the pending-deliveries read every publish makes
+    # (a consistent GetItem, in parallel with the GSI query).
+    pending_read_ms: list[float] = field(default_factory=list)
     lost: int = 0
     bursts: list[Burst] = field(default_factory=list)
 
@@ -135,6 +143,7 @@ def measure(stack: LocalStack, clients: Clients, users: int, samples: int, burst
     probe = _Probe(stack)
     topic = stack.outputs["topicArn"]
     table = stack.outputs["sessionsTable"]
+    pending_table = stack.outputs["pendingDeliveriesTable"]
     chooser = random.Random(5)
     connection_of = {}
     for index in chooser.sample(range(users), min(users, 20)):
@@ -163,6 +172,14 @@ def measure(stack: LocalStack, clients: Clients, users: int, samples: int, burst
                 ExpressionAttributeValues={":u": {"S": e2e_user(index)}},
             )
             result.gsi_query_ms.append((time.perf_counter() - started) * 1000)
+
+            started = time.perf_counter()
+            dynamodb.get_item(
+                TableName=pending_table,
+                Key={contract.PENDING_NOTIFICATION_ID: {"S": f"bench-{sample}"}},
+                ConsistentRead=True,
+            )
+            result.pending_read_ms.append((time.perf_counter() - started) * 1000)
 
             # One management POST until the client has the frame.
             frame_id = f"floor-{sample}"
@@ -239,11 +256,13 @@ def burst_of(
     clients_ready = [stack.client("sns") for _ in range(senders)]  # built before the clock
     del clients_ready
     before = clients.frames
+    cpu = stack.cpu_seconds()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=senders) as pool:
         list(pool.map(send, batches))
     expected = len(ids) * users_per_message
     clients.wait_frames(before + expected, timeout=max(60.0, expected / 10))
+    stack_cpu = stack.cpu_seconds() - cpu
     last = 0.0
     delivered = 0
     for message_id in ids:
@@ -256,4 +275,5 @@ def burst_of(
         expected=expected,
         delivered=delivered,
         seconds=(last - started) if delivered else 0.0,
+        stack_cpu_seconds=stack_cpu,
     )

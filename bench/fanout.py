@@ -7,7 +7,9 @@ until the K-th client has the frame (the SNS → publish Lambda path included). 
 - a sequential poster: `post_to_connection` to the same K connections one after the other,
   from the benchmark process (measured over at most `SEQUENTIAL_SAMPLE` posts, scaled by K
   beyond that: a sequential loop is linear by construction);
-- the ideal bound ⌈K/C⌉·L for the configured concurrency C (PUBLISH_CONCURRENCY).
+- the ideal bound ⌈K/C⌉·L for the configured concurrency C (PUBLISH_CONCURRENCY);
+- a minimal poster (aiohttp, no SDK, C at a time) posting to the same connections: what the
+  gateway and this machine allow, side by side.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class FanoutRow:
     sequential_seconds: float  # a sequential poster, scaled to K posts
     sequential_measured_posts: int
     cpu_seconds: float  # handler process CPU time (median)
+    # The same posts from a minimal asyncio poster (aiohttp, no SDK) in the same process, C at
+    # a time: what the gateway and this machine allow (median).
+    minimal_seconds: float
 
     @property
     def ideal_seconds(self) -> float:
@@ -189,6 +194,10 @@ def measure(
                 handler_profile, stack_profile = (recorder.stop() for recorder in recorders)
                 profiles[f"fan-out to {k:,}: publish handler process"] = handler_profile
                 profiles[f"fan-out to {k:,}: stack process (gateway, emulator)"] = stack_profile
+            minimal = [
+                worker.ask(op="minimal", user=user, concurrency=concurrency)["seconds"]
+                for _ in range(count)
+            ]
             sequential = worker.ask(op="sequential", user=user, limit=SEQUENTIAL_SAMPLE)
             per_post = sequential["seconds"] / max(sequential["posts"], 1)
             rows.append(
@@ -204,6 +213,7 @@ def measure(
                     sequential_seconds=per_post * k,
                     sequential_measured_posts=sequential["posts"],
                     cpu_seconds=statistics.median(cpu),
+                    minimal_seconds=statistics.median(minimal),
                 )
             )
     finally:

@@ -11,17 +11,22 @@ stack's. It reads one JSON request per line on stdin and answers one JSON line o
   the process CPU time it used.
 - `{"op": "sequential", "user": U, "limit": N}`: what a sequential poster does: find U's
   connections, then `management.post` to at most N of them one after the other.
+- `{"op": "minimal", "user": U, "concurrency": C}`: the same posts with no SDK at all (below).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
-from functions import contract, management, publish, sessions
+import aiohttp
+
+from functions import contract, environment, management, publish, sessions
 from local.events import sns_event
 from local.lambda_context import lambda_context
 
@@ -84,11 +89,40 @@ def _sequential(request: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "posts": len(chosen), "found": len(ids)}
 
 
+def _minimal(request: dict[str, Any]) -> dict[str, Any]:
+    """The least a poster can do here: the same posts, C at a time, from one asyncio loop with
+    aiohttp and no SDK (unsigned; the local gateway only checks the scheme's name). What the
+    gateway and this machine allow, measured beside the handler."""
+    ids = sessions.connections_of(request["user"])
+    endpoint = environment.required(contract.ENV_MANAGEMENT_ENDPOINT)
+    headers = {"Authorization": "AWS4-HMAC-SHA256 bench-minimal-poster"}
+    body = json.dumps({"id": "minimal"}).encode()
+
+    async def post_all() -> float:
+        gate = asyncio.Semaphore(request["concurrency"])
+        connector = aiohttp.TCPConnector(limit=request["concurrency"])
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def post(connection_id: str) -> None:
+                async with gate:
+                    url = f"{endpoint}/@connections/{quote(connection_id, safe='')}"
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(post(connection_id) for connection_id in ids))
+            return time.perf_counter() - started
+
+    return {"seconds": asyncio.run(post_all()), "posts": len(ids)}
+
+
+OPERATIONS = {"publish": _publish, "sequential": _sequential, "minimal": _minimal}
+
+
 def main() -> int:
     for line in sys.stdin:
         request = json.loads(line)
-        handler = _publish if request["op"] == "publish" else _sequential
-        print(json.dumps(handler(request)), flush=True)
+        print(json.dumps(OPERATIONS[request["op"]](request)), flush=True)
     return 0
 
 
