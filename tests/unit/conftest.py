@@ -105,7 +105,8 @@ class ScriptedManagementApi:
     def __init__(self, answers: dict[str, tuple[int, str]], delay: float = 0.0) -> None:
         self.answers = answers  # connectionId -> (HTTP status, error code); default 200
         self.delay = delay  # seconds each post takes
-        self.posts: dict[str, list[bytes]] = {}
+        self.posts: dict[str, list[bytes]] = {}  # every post made, whatever the answer
+        self.delivered: dict[str, list[bytes]] = {}  # the posts answered 2xx
         self.in_flight = 0
         self.most_in_flight = 0
         self._lock = threading.Lock()
@@ -127,18 +128,41 @@ class ScriptedManagementApi:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         time.sleep(self.delay)
+        status, code = self.answer(connection_id)
         with self._lock:
             self.in_flight -= 1
-        status, code = self.answers.get(connection_id, (200, ""))
+            if status < 300:
+                self.delivered.setdefault(connection_id, []).append(data)
         parsed: dict[str, Any] = {"ResponseMetadata": {"HTTPStatusCode": status}}
         if status >= 300:
             parsed["Error"] = {"Code": code, "Message": f"scripted {status}"}
         return AWSResponse(events.MANAGEMENT_ENDPOINT, status, {}, None), parsed
 
+    def answer(self, connection_id: str) -> tuple[int, str]:
+        """(HTTP status, error code) for a post to this connection."""
+        return self.answers.get(connection_id, (200, ""))
+
+
+class GatewayManagementApi(ScriptedManagementApi):
+    """The management API as API Gateway answers it: a post to a connection in `open` is
+    delivered (200); any other id (closed, never opened, still in `$connect`) answers 410."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.open: set[str] = set()
+
+    def answer(self, connection_id: str) -> tuple[int, str]:
+        return (200, "") if connection_id in self.open else (410, "GoneException")
+
 
 @pytest.fixture
 def scripted_management(moto: None) -> Callable[..., ScriptedManagementApi]:
     return ScriptedManagementApi
+
+
+@pytest.fixture
+def gateway(moto: None) -> GatewayManagementApi:
+    return GatewayManagementApi()
 
 
 def moto_posts() -> dict[str, bytes]:
