@@ -221,11 +221,15 @@ def test_thousands_of_notifications_under_faults_are_all_accounted_for(
                 return await connect(index)
 
         clients = await asyncio.gather(*(connect_limited(i) for i in range(len(owners))))
-        opened = {
-            int(match.group(2)): match.group(1)
-            for line in stack.lines
-            if (match := re.search(r"conn=(\S+) OPEN user-agent='accounting-(\d+)'", line))
-        }
+        # The gateway logs OPEN just after the handshake: wait for the line, do not assume it.
+        opened = {}
+        for index in vanishing:
+            line = await asyncio.to_thread(
+                stack.wait_for_log, f"OPEN user-agent='accounting-{index}'"
+            )
+            match = re.search(r"conn=(\S+) OPEN", line)
+            assert match is not None
+            opened[index] = match.group(1)
         # Vanish: drop the TCP connection, no close frame. With $disconnect dropped, the rows
         # stay until a publish meets 410 Gone.
         for index in vanishing:
