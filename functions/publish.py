@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ SUMMARY_KEYS = (
 )
 # The retry policy of every AWS call in a run, bounded by the invocation's remaining time.
 BACKOFF = retry.Backoff()
+_pools = threading.local()
 
 
 class Rejected(ValueError):
@@ -116,17 +118,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list):
         records = [event]  # not an SNS event at all: dead-lettered as one invalid record
-    with ThreadPoolExecutor(max_workers=environment.publish_concurrency()) as pool:
-        run = Run(
-            backoff=BACKOFF.within(context),
-            broadcast_enabled=environment.flag(contract.ENV_BROADCAST_ENABLED),
-            pool=pool,
-            summary=summary,
-        )
-        settled: list[tuple[str | None, bool]] = []
-        for record in records:
-            summary["messages"] += 1
-            settled.append((record_id(record), _publish(record, run)))
+    run = Run(
+        backoff=BACKOFF.within(context),
+        broadcast_enabled=environment.flag(contract.ENV_BROADCAST_ENABLED),
+        pool=_pool(environment.publish_concurrency()),
+        summary=summary,
+    )
+    settled: list[tuple[str | None, bool]] = []
+    for record in records:
+        summary["messages"] += 1
+        settled.append((record_id(record), _publish(record, run)))
 
     if not all(done for _, done in settled):
         # Lambda retries the whole event: the records already settled are marked so, and the
@@ -137,6 +138,22 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
         raise PublishIncomplete(summary)
     logger.info("publish done", extra={"summary": summary})
     return summary
+
+
+def _pool(size: int) -> Executor:
+    """The posting threads, kept for the life of the container like the SDK clients: starting
+    them on every invocation cost about a tenth of a single-user publish (docs/PERFORMANCE.md).
+    One pool per invoking thread and size: Lambda runs one invocation per container at a time,
+    and where several run in one process (the local stack) each keeps a pool of its own, as it
+    would have a container of its own. Every task a run submits is waited for before the
+    handler returns, so nothing runs on between invocations."""
+    pools: dict[int, ThreadPoolExecutor] | None = getattr(_pools, "by_size", None)
+    if pools is None:
+        pools = _pools.by_size = {}
+    pool = pools.get(size)
+    if pool is None:
+        pool = pools[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="publish")
+    return pool
 
 
 def _publish(record: Any, run: Run) -> bool:
