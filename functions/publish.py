@@ -142,7 +142,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
 
 def _pool(size: int) -> Executor:
     """The posting threads, kept for the life of the container like the SDK clients: starting
-    them on every invocation cost about a tenth of a single-user publish (docs/PERFORMANCE.md).
+    them on every invocation cost 5-10 % of a small publish (docs/PERFORMANCE.md).
     One pool per invoking thread and size: Lambda runs one invocation per container at a time,
     and where several run in one process (the local stack) each keeps a pool of its own, as it
     would have a container of its own. Every task a run submits is waited for before the
