@@ -248,6 +248,7 @@ def markdown(results: Results, command: str) -> str:
     out += _coldstart_section(results)
     out += _profile_section(results)
     out += _bounds_section(results)
+    out += OPTIMISATIONS
     out += PROPOSALS
     if results.notes:
         out += ["## Notes from this run", ""] + [f"- {note}" for note in results.notes] + [""]
@@ -579,6 +580,24 @@ def _bounds_section(results: Results) -> list[str]:
     lines.append("")
     return lines
 
+
+OPTIMISATIONS = [
+    "## Optimisations made",
+    "",
+    "Measured before optimising (the profile above): our handlers' own code is a few percent "
+    "of the CPU on every path; botocore (per call) and, locally, moto dominate. One change "
+    "the measurements justified:",
+    "",
+    "- **Posting threads kept for the container's life** (`functions.publish._pool`): the "
+    "handler started C threads on every invocation and joined them at the end. Side by side "
+    "(the handler in one process against the local stack, the old and the new way "
+    "alternating, 60 publishes each): single-user publish p50 9.3 → 8.4 ms in one run, "
+    "6.2 → 5.9 ms in another; a user with 10 connections 19.1 → 18.0 ms. A 5-10 % gain.",
+    "",
+    "Tried and dropped: `parameter_validation=False` on the management client (side by side, "
+    "0.644 vs 0.659 ms of CPU per post: no difference).",
+    "",
+]
 
 PROPOSALS = [
     "## Changes the design allows, proposed (not made)",
