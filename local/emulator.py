@@ -68,6 +68,11 @@ def _speed_up_moto() -> None:
       notifications) became quadratic. The retention period is read directly.
     - SQS asks for the current time once per message whenever it counts a queue (each send
       does); moto builds two datetimes per call. The same number comes from time.time().
+
+    And one race fixed: moto deletes an SQS message by rebuilding the queue's message list
+    without the lock its sends append under, so a message sent at that moment (SNS fanning a
+    notification into the subscription queue while the delivery deletes the previous one) was
+    lost. The rebuild now holds that lock.
     """
     from moto import backends
     from moto.core import utils
@@ -94,6 +99,13 @@ def _speed_up_moto() -> None:
         return bool(retention + message.sent_timestamp / 1000 > time.time())
 
     SQSBackend = sqs_models.SQSBackend
+    unlocked_delete = sqs_models.Queue.delete_message
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            unlocked_delete(self, receipt_handle)
+
+    sqs_models.Queue.delete_message = delete_message  # type: ignore[method-assign]
 
     SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
         is_message_valid_based_on_retention_period

@@ -102,8 +102,9 @@ def test_outputs_use_the_pulumi_output_names(stack: LocalStack) -> None:
     outputs = stack.outputs
     pulumi_names = {"websocketUrl", "managementEndpoint", "topicArn", "sessionsTable", "apiId",
                     "stage", "region", "jwtSecretParameter", "publishFunction",
-                    "deadLetterQueueUrl", "deadLetterQueueArn"}  # fmt: skip
-    local_extras = {"awsEndpointUrl", "demoUrl", "stack"}
+                    "deadLetterQueueUrl", "deadLetterQueueArn",
+                    "pendingDeliveriesTable"}  # fmt: skip
+    local_extras = {"awsEndpointUrl", "demoUrl", "stack", "jwtIssuer", "jwtAudience"}
     assert pulumi_names | local_extras <= set(outputs)
     assert outputs["websocketUrl"] == outputs["managementEndpoint"].replace("http", "ws", 1)
     assert outputs["websocketUrl"].endswith("/" + outputs["stage"])
