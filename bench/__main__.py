@@ -123,6 +123,11 @@ def _on_stack(
         samples=plan.fan_samples,
         profiles=results.profiles if profiling else None,
     )
+    many = max(k for k in plan.fan_sizes if k <= 1000)
+    assert results.endtoend is not None
+    results.endtoend.bursts.append(
+        endtoend.burst_to_many(stack, clients, fanout.fan_user(many), many, messages=3)
+    )
     largest = results.fanout[-1]
     results.handler_cpu_ms_per_post = largest.cpu_seconds * 1000 / largest.connections
 

@@ -44,7 +44,7 @@ def percentile(values: list[float], share: float) -> float:
 
 @dataclass(frozen=True)
 class Burst:
-    users_per_message: int
+    users_per_message: int  # 0: every message names one user who has many connections
     messages: int
     expected: int  # frames the clients should receive
     delivered: int
@@ -275,5 +275,39 @@ def burst_of(
         expected=expected,
         delivered=delivered,
         seconds=(last - started) if delivered else 0.0,
+        stack_cpu_seconds=stack_cpu,
+    )
+
+
+def burst_to_many(
+    stack: LocalStack, clients: Clients, user: str, connections: int, messages: int
+) -> Burst:
+    """`messages` messages for one user with `connections` connections, published at once:
+    deliveries/s when each message fans out."""
+    sns = stack.client("sns")
+    topic = stack.outputs["topicArn"]
+    entries = [
+        {
+            "Id": str(n),
+            "Message": json.dumps({"many": n}),
+            "MessageAttributes": {contract.TARGET_USER_ATTRIBUTE: _target([user])},
+        }
+        for n in range(messages)
+    ]
+    before = clients.frames
+    cpu = stack.cpu_seconds()
+    started = time.perf_counter()
+    response = sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)
+    ids = [entry["MessageId"] for entry in response.get("Successful", [])]
+    expected = len(ids) * connections
+    clients.wait_frames(before + expected, timeout=max(60.0, expected / 20))
+    stack_cpu = stack.cpu_seconds() - cpu
+    arrivals = [t for message_id in ids for t in clients.arrivals.get(message_id, [])]
+    return Burst(
+        users_per_message=0,
+        messages=len(ids),
+        expected=expected,
+        delivered=len(arrivals),
+        seconds=(max(arrivals) - started) if arrivals else 0.0,
         stack_cpu_seconds=stack_cpu,
     )
