@@ -93,6 +93,8 @@ ENV_CONNECTION_TTL_SECONDS = "CONNECTION_TTL_SECONDS"
 # https://{apiId}.execute-api.{region}.amazonaws.com/{stage}
 ENV_MANAGEMENT_ENDPOINT = "MANAGEMENT_ENDPOINT"
 ENV_PUBLISH_CONCURRENCY = "PUBLISH_CONCURRENCY"
+# Optional: seconds a session row is protected from a 410-triggered delete after connect
+ENV_CONNECTING_GRACE_SECONDS = "CONNECTING_GRACE_SECONDS"
 ENV_BROADCAST_ENABLED = "BROADCAST_ENABLED"  # "true" / "false"
 ENV_JWT_SECRET_PARAMETER = "JWT_SECRET_PARAMETER"  # SSM SecureString name, never the secret
 ENV_JWT_ISSUER = "JWT_ISSUER"  # optional; checked when set

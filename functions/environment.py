@@ -11,6 +11,11 @@ import os
 from functions import contract
 
 DEFAULT_PUBLISH_CONCURRENCY = 32
+# API Gateway answers 410 to a post while `$connect` is still running, and `$connect` writes the
+# session row before it returns: a row younger than this may belong to a connection that is about
+# to open, so a 410 does not delete it. `$connect` returns milliseconds after the write; the
+# margin covers a slow integration. A row kept here is removed by a later 410 or by TTL.
+DEFAULT_CONNECTING_GRACE_SECONDS = 5
 
 
 class ConfigurationError(RuntimeError):
@@ -30,7 +35,8 @@ def optional(name: str) -> str | None:
     return value or None
 
 
-def positive_int(name: str, default: int | None = None) -> int:
+def integer(name: str, default: int | None = None, *, minimum: int = 1) -> int:
+    """An integer setting of at least `minimum`; `default` when unset (required without one)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         if default is None:
@@ -40,8 +46,10 @@ def positive_int(name: str, default: int | None = None) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"environment variable {name} must be an integer") from None
-    if value < 1:
-        raise ConfigurationError(f"environment variable {name} must be positive, got {value}")
+    if value < minimum:
+        raise ConfigurationError(
+            f"environment variable {name} must be at least {minimum}, got {value}"
+        )
     return value
 
 
@@ -55,4 +63,10 @@ def sessions_table() -> str:
 
 
 def publish_concurrency() -> int:
-    return positive_int(contract.ENV_PUBLISH_CONCURRENCY, DEFAULT_PUBLISH_CONCURRENCY)
+    return integer(contract.ENV_PUBLISH_CONCURRENCY, DEFAULT_PUBLISH_CONCURRENCY)
+
+
+def connecting_grace_seconds() -> int:
+    return integer(
+        contract.ENV_CONNECTING_GRACE_SECONDS, DEFAULT_CONNECTING_GRACE_SECONDS, minimum=0
+    )

@@ -427,12 +427,15 @@ def _deliver(
 
 def _forget_connection(connection_id: str, fields: dict[str, Any], run: Run) -> None:
     try:
-        sessions.delete_session(connection_id, backoff=run.backoff)
+        deleted = sessions.forget_gone(connection_id, backoff=run.backoff)
     except Exception:
         # The row's TTL removes it anyway; the notification itself was not lost.
         logger.warning("could not delete gone connection", extra=fields, exc_info=True)
     else:
-        logger.info("deleted gone connection", extra=fields)
+        if deleted:
+            logger.info("deleted gone connection", extra=fields)
+        else:
+            logger.info("kept the row of a connection that may still be connecting", extra=fields)
 
 
 def _dead_letter(

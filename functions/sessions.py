@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from functions import aws, contract, environment, retry
 
 DEFAULT_SCAN_SEGMENTS = 4
@@ -27,7 +29,7 @@ def _dynamodb() -> Any:
 def put_session(connection_id: str, user_id: str, now: float | None = None) -> dict[str, Any]:
     """Record an open connection of a user; returns the item written (DynamoDB JSON)."""
     connected = time.time() if now is None else now
-    ttl_seconds = environment.positive_int(contract.ENV_CONNECTION_TTL_SECONDS)
+    ttl_seconds = environment.integer(contract.ENV_CONNECTION_TTL_SECONDS)
     item = {
         contract.CONNECTION_ID: {"S": connection_id},
         contract.USER_ID: {"S": user_id},
@@ -48,6 +50,36 @@ def delete_session(connection_id: str, backoff: retry.Backoff | None = None) -> 
         TableName=environment.sessions_table(),
         Key={contract.CONNECTION_ID: {"S": connection_id}},
     )
+
+
+def forget_gone(
+    connection_id: str, backoff: retry.Backoff | None = None, now: float | None = None
+) -> bool:
+    """Delete the row of a connection the management API called gone (410); True if deleted.
+
+    A row younger than the connecting grace is kept: the 410 may have come from a connection
+    whose `$connect` had written the row but not yet returned, and deleting it would leave that
+    client connected and unreachable until it reconnects.
+    """
+    moment = time.time() if now is None else now
+    cutoff = _iso_utc(moment - environment.connecting_grace_seconds())
+    try:
+        retry.aws_call(
+            "dynamodb",
+            "delete_item",
+            backoff,
+            TableName=environment.sessions_table(),
+            Key={contract.CONNECTION_ID: {"S": connection_id}},
+            # ISO-8601 UTC strings of one format order like the instants they name.
+            ConditionExpression="#connectedAt <= :cutoff",
+            ExpressionAttributeNames={"#connectedAt": contract.CONNECTED_AT},
+            ExpressionAttributeValues={":cutoff": {"S": cutoff}},
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False  # still connecting, or already deleted
+        raise
+    return True
 
 
 def connections_of(

@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     up.add_argument("--jwt-issuer", help="require this token issuer (overrides the stack's)")
     up.add_argument("--jwt-audience", help="require this token audience (overrides the stack's)")
+    up.add_argument(
+        "--connecting-grace-seconds",
+        type=int,
+        help="a 410 deletes a session row only once it is this old (handler default: 5); "
+        "tests that make clients vanish right after connecting pass 0",
+    )
     Faults.add_arguments(up)
 
     token = commands.add_parser("token", help="print a valid token for a user of the stack")
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 limits=Limits(args.idle_timeout_seconds, args.max_connection_seconds),
                 jwt_issuer=args.jwt_issuer,
                 jwt_audience=args.jwt_audience,
+                connecting_grace_seconds=args.connecting_grace_seconds,
             )
         )
     return _token(args.user_id, args.ttl, args.state_dir)

@@ -56,6 +56,8 @@ class Options:
     # Override the stack settings' token issuer / audience (None: keep the stack's).
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # The publish handler's connecting grace (None: the handler's default, as on AWS).
+    connecting_grace_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ async def _run(options: Options) -> int:
             secret_parameter=secret_parameter,
             pending_deliveries_table=names.of("pending-deliveries"),
             dead_letter_queue_url=created["deadLetterQueueUrl"],
+            connecting_grace_seconds=options.connecting_grace_seconds,
         )
         log.info(
             "emulator %s: table %s, topic %s, SSM %s",
@@ -253,8 +256,11 @@ def _set_handler_environment(
     secret_parameter: str,
     pending_deliveries_table: str,
     dead_letter_queue_url: str,
+    connecting_grace_seconds: int | None = None,
 ) -> None:
     """The variables the Pulumi program gives the functions, with local values."""
+    if connecting_grace_seconds is not None:
+        os.environ[contract.ENV_CONNECTING_GRACE_SECONDS] = str(connecting_grace_seconds)
     os.environ.update(
         {
             contract.ENV_SESSIONS_TABLE: table,

@@ -58,6 +58,8 @@ FAULT_FLAGS = (
     "--dynamodb-throttle-rate",
     "0.05",
     "--drop-disconnect",
+    "--connecting-grace-seconds",
+    "0",
     "--fault-seed",
     str(SEED),
     "--lambda-retry-delays",

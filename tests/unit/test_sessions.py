@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from functions import aws, contract, sessions
-from tests.unit.conftest import TTL_SECONDS, add_session, session_rows
+from tests.unit.conftest import TABLE, TTL_SECONDS, add_session, session_rows
 
 
 def count_calls(operation: str) -> list[dict[str, Any]]:
@@ -72,3 +72,24 @@ def test_all_connections_reads_every_segment_and_page(dynamodb: Any) -> None:
 def test_delete_session_of_unknown_connection_is_fine(dynamodb: Any) -> None:
     sessions.delete_session("never-existed=")
     assert session_rows(dynamodb) == {}
+
+
+def test_a_gone_connection_past_the_connecting_grace_is_deleted(dynamodb: Any) -> None:
+    sessions.put_session("old=", "user-1", now=1_000_000.0)
+    assert sessions.forget_gone("old=", now=1_000_000.0 + 5) is True
+    assert "Item" not in dynamodb.get_item(
+        TableName=TABLE, Key={contract.CONNECTION_ID: {"S": "old="}}
+    )
+
+
+def test_a_gone_connection_still_within_the_connecting_grace_is_kept(dynamodb: Any) -> None:
+    # A 410 while `$connect` has not returned yet: the row belongs to a client about to open.
+    sessions.put_session("opening=", "user-1", now=1_000_000.0)
+    assert sessions.forget_gone("opening=", now=1_000_000.0 + 4.9) is False
+    assert "Item" in dynamodb.get_item(
+        TableName=TABLE, Key={contract.CONNECTION_ID: {"S": "opening="}}
+    )
+
+
+def test_forgetting_an_unknown_connection_is_not_an_error(dynamodb: Any) -> None:
+    assert sessions.forget_gone("never-seen=") is False
