@@ -415,8 +415,10 @@ def _endtoend_section(results: Results) -> list[str]:
         if results.held_latency_ms is not None:
             lines += [
                 "",
-                f"With all of them held, a single-user message still took "
-                f"{results.held_latency_ms:.0f} ms at p50.",
+                f"With all of them held, a single-user message took "
+                f"{results.held_latency_ms:.0f} ms at p50: the emulator's GSI query walks every "
+                "row of the table (the 1,000-client figures above were taken before the "
+                "fan-out and hold connections were opened).",
             ]
         lines.append("")
     return lines
@@ -609,7 +611,10 @@ OPTIMISATIONS = [
     "6.2 → 5.9 ms in another; a user with 10 connections 19.1 → 18.0 ms. A 5-10 % gain.",
     "",
     "Tried and dropped: `parameter_validation=False` on the management client (side by side, "
-    "0.644 vs 0.659 ms of CPU per post: no difference).",
+    "0.644 vs 0.659 ms of CPU per post: no difference). Checked: our own layer around a post "
+    "costs nothing measurable — CPU per post against a local endpoint, side by side: the "
+    "bare botocore call 0.623 ms, `management.post` (client cache, backoff, error "
+    "translation) 0.620 ms, the same through the handler's pool of 32 threads 0.639 ms.",
     "",
 ]
 
