@@ -41,14 +41,20 @@ def put_session(connection_id: str, user_id: str, now: float | None = None) -> d
     return item
 
 
-def delete_session(connection_id: str, backoff: retry.Backoff | None = None) -> None:
-    """Forget a connection; deleting one that is already gone is not an error."""
+def delete_session(
+    connection_id: str, backoff: retry.Backoff | None = None, **condition: Any
+) -> None:
+    """Forget a connection; deleting one that is already gone is not an error.
+
+    `condition` (ConditionExpression and its names/values) makes the delete conditional.
+    """
     retry.aws_call(
         "dynamodb",
         "delete_item",
         backoff,
         TableName=environment.sessions_table(),
         Key={contract.CONNECTION_ID: {"S": connection_id}},
+        **condition,
     )
 
 
@@ -64,12 +70,9 @@ def forget_gone(
     moment = time.time() if now is None else now
     cutoff = _iso_utc(moment - environment.connecting_grace_seconds())
     try:
-        retry.aws_call(
-            "dynamodb",
-            "delete_item",
+        delete_session(
+            connection_id,
             backoff,
-            TableName=environment.sessions_table(),
-            Key={contract.CONNECTION_ID: {"S": connection_id}},
             # ISO-8601 UTC strings of one format order like the instants they name.
             ConditionExpression="#connectedAt <= :cutoff",
             ExpressionAttributeNames={"#connectedAt": contract.CONNECTED_AT},
