@@ -347,7 +347,7 @@ class Publisher:
     ) -> None:
         self.topic_arn = topic_arn or resolve_topic_arn(stack=stack)
         if sns_client is None:
-            region = region or _region_of(self.topic_arn)
+            region = region or region_of(self.topic_arn)
             try:
                 sns_client = boto3.client("sns", endpoint_url=endpoint_url, region_name=region)
             except BotoCoreError as error:  # no region, credentials that cannot be loaded
@@ -546,7 +546,8 @@ def read_local_outputs(state_dir: str | Path | None = None) -> dict[str, str]:
     )
 
 
-def _region_of(topic_arn: str) -> str | None:
+def region_of(topic_arn: str) -> str | None:
+    """The region an SNS topic ARN names, or None when it is not a topic ARN."""
     # arn:aws:sns:{region}:{account}:{name}: publish in the topic's own region by default.
     parts = topic_arn.split(":")
     return parts[3] if len(parts) >= 6 and parts[0] == "arn" and parts[3] else None

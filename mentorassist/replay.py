@@ -28,14 +28,17 @@ import argparse
 import base64
 import binascii
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from functions import contract, dead_letters
+from mentorassist.publisher import region_of
 
 # Long enough that one run does not see a message it left in place (skipped, unreadable) again.
 VISIBILITY_TIMEOUT_SECONDS = 300
@@ -166,6 +169,9 @@ def replay(
     include_permanent: bool = False,
 ) -> Summary:
     """Republish the queue's dead-lettered notifications through the topic (see module doc)."""
+    # Without a region, the topic's own: the queue and the topic live in one stack's region.
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = region or region_of(topic_arn)
     sqs = sqs or boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
     sns = sns or boto3.client("sns", endpoint_url=endpoint_url, region_name=region)
     summary = Summary(dry_run=dry_run)
@@ -250,7 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queue-url", required=True, help="the dead-letter queue")
     parser.add_argument("--topic-arn", required=True, help="the notifications topic")
     parser.add_argument("--endpoint-url", help="AWS endpoint (e.g. the local stack's emulator)")
-    parser.add_argument("--region", help="AWS region (default: from the environment)")
+    parser.add_argument(
+        "--region", help="AWS region (default: from the environment, else the topic ARN's)"
+    )
     parser.add_argument("--max", type=int, dest="max_messages", help="at most N messages")
     parser.add_argument("--dry-run", action="store_true", help="report, publish and delete nothing")
     parser.add_argument(
@@ -261,15 +269,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_messages is not None and args.max_messages < 1:
         parser.error("--max must be at least 1")
-    summary = replay(
-        args.queue_url,
-        args.topic_arn,
-        endpoint_url=args.endpoint_url,
-        region=args.region,
-        max_messages=args.max_messages,
-        dry_run=args.dry_run,
-        include_permanent=args.include_permanent,
-    )
+    try:
+        summary = replay(
+            args.queue_url,
+            args.topic_arn,
+            endpoint_url=args.endpoint_url,
+            region=args.region,
+            max_messages=args.max_messages,
+            dry_run=args.dry_run,
+            include_permanent=args.include_permanent,
+        )
+    except (BotoCoreError, ClientError) as error:
+        # Nothing was lost: a message leaves the queue only after it was republished.
+        print(f"error: could not reach the queue or the topic: {error}", file=sys.stderr)
+        return 1
     for detail in summary.details:
         print(detail)
     print(summary.line())
