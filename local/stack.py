@@ -366,8 +366,8 @@ def _print_banner(outputs: dict[str, str], outputs_path: Path, options: Options)
         '              --message \'{"text": "hello"}\' \\',
         "              --message-attributes "
         '\'{"userId": {"DataType": "String", "StringValue": "alice"}}\'',
-        "  boto3:    boto3.client('sns', endpoint_url="
-        f"'{aws}', region_name='{outputs['region']}').publish(",
+        f"  boto3:    boto3.client('sns', endpoint_url='{aws}', region_name='{outputs['region']}',",
+        "              aws_access_key_id='local', aws_secret_access_key='local').publish(",
         f"              TopicArn='{outputs['topicArn']}', Message='hello',",
         "              MessageAttributes={'userId': {'DataType': 'String', "
         "'StringValue': 'alice'}})",
