@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import coldstart, endtoend, fanout, lookup, machine, profile, report
-from bench.stack import ROOT, Clients, LocalStack
+from bench.stack import Clients, LocalStack
 from infra.settings import settings_for_stack
+from local.process import ROOT
 
 STACK = "dev"
 LATENCY_MS = 20

@@ -19,8 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.stack import ROOT
 from functions import contract
+from local.process import ROOT
 
 # boto3 first, then the handler module, in one fresh interpreter: what the module adds to
 # boto3's import is timed on its own, so the machine's noise in boto3's import cancels out.

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.profile import Profile, Recorder
-from bench.stack import ROOT, Clients, LocalStack
+from bench.stack import Clients, LocalStack
 from functions import contract
+from local.process import ROOT
 
 SEQUENTIAL_SAMPLE = 200
 
@@ -162,7 +163,7 @@ def measure(
     rows = []
     try:
         worker.ask(op="publish", user=fan_user(sizes[0]), id="warm-up")  # clients, imports
-        stack.set_faults(management_latency_ms=latency_ms)
+        stack.faults(management_latency_ms=latency_ms)
         for k in sizes:
             user = fan_user(k)
             count = samples if k <= 1000 else max(1, samples // 2)
@@ -217,6 +218,6 @@ def measure(
                 )
             )
     finally:
-        stack.set_faults(management_latency_ms=0)
+        stack.faults(management_latency_ms=0)
         worker.close()
     return rows

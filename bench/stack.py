@@ -12,12 +12,8 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -25,66 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
-from botocore.config import Config
 
 from functions import contract
-from functions.tokens import issue_token
-
-ROOT = Path(__file__).resolve().parents[1]
-READY_PREFIX = "READY "
-CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+from local.process import LocalStackProcess
 
 
-class LocalStack:
-    """A running `python -m local up --port 0 --aws-port 0`, started and waited for like the
-    end-to-end tests do (its `READY ` line, then outputs.json)."""
+class LocalStack(LocalStackProcess):
+    """The stack process, started and waited for like the end-to-end tests do, plus what the
+    benchmark reads from it (memory and CPU of the process, a user's connections)."""
 
     def __init__(self, state_dir: Path, *flags: str, timeout: float = 90) -> None:
-        self.state_dir = state_dir
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "local", "up", "--port", "0", "--aws-port", "0"),
-                *("--state-dir", str(state_dir), *flags),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(timeout) or self.process.poll() is not None:
+        super().__init__(state_dir, flags)
+        try:
+            self.start(timeout)
+        except BaseException:
             self.stop()
             tail = "\n".join(self.lines[-40:])
-            raise RuntimeError(f"the local stack did not become ready:\n{tail}")
-        self.outputs: dict[str, str] = json.loads((state_dir / "outputs.json").read_text())
-        self._secret: str | None = None
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            # Keep only a tail: a stack logs a few lines per connection and per post.
-            self.lines.append(line.rstrip("\n"))
-            if len(self.lines) > 2000:
-                del self.lines[:1000]
-            if line.startswith(READY_PREFIX):
-                self._ready.set()
-        self._ready.set()
-
-    def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(5)
-        return self.process.returncode
+            raise RuntimeError(f"the local stack did not become ready:\n{tail}") from None
 
     # --- what the benchmark reads -------------------------------------------------------------
 
@@ -99,52 +52,6 @@ class LocalStack:
         """CPU time the stack process has used (user + system, every thread)."""
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def client(self, service: str, **config: Any) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.outputs["awsEndpointUrl"],
-            region_name=self.outputs["region"],
-            config=Config(retries={"max_attempts": 1}, **config),
-            **CREDENTIALS,
-        )
-
-    def management(self, **config: Any) -> Any:
-        return boto3.client(
-            "apigatewaymanagementapi",
-            endpoint_url=self.outputs["managementEndpoint"],
-            region_name=self.outputs["region"],
-            config=Config(retries={"max_attempts": 1}, **config),
-            **CREDENTIALS,
-        )
-
-    def token(self, user_id: str) -> str:
-        if self._secret is None:
-            name = self.outputs["jwtSecretParameter"]
-            parameter = self.client("ssm").get_parameter(Name=name, WithDecryption=True)
-            self._secret = parameter["Parameter"]["Value"]
-        return issue_token(
-            user_id,
-            self._secret,
-            ttl_seconds=3600,
-            issuer=self.outputs.get("jwtIssuer") or None,
-            audience=self.outputs.get("jwtAudience") or None,
-        )
-
-    def url(self, token: str) -> str:
-        return f"{self.outputs['websocketUrl']}?{contract.TOKEN_QUERY_PARAMETER}={token}"
-
-    def set_faults(self, **changes: Any) -> dict[str, Any]:
-        """Change the stack's injected faults while it runs (`/local/faults`)."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        request = urllib.request.Request(
-            self.outputs["demoUrl"] + "local/faults",
-            data=json.dumps(changes).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with opener.open(request, timeout=10) as response:
-            result: dict[str, Any] = json.loads(response.read())
-        return result
 
     def connection_ids(self, user_id: str) -> list[str]:
         """The user's connection ids, from the user index (every page)."""
