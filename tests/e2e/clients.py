@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -69,3 +70,12 @@ def to_users(*user_ids: str) -> dict[str, Any]:
 
 def of_type(kind: str) -> dict[str, Any]:
     return {contract.TYPE_ATTRIBUTE: {"DataType": "String", "StringValue": kind}}
+
+
+def assert_envelope(frame: Any, *, id: str, type: str, data: Any) -> None:
+    """The frame is exactly the delivery envelope of the contract, with these values."""
+    assert set(frame) == {"id", "type", "data", "sentAt"}
+    assert frame["id"] == id
+    assert frame["type"] == type
+    assert frame["data"] == data
+    datetime.fromisoformat(frame["sentAt"])

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 
-from tests.e2e.clients import next_frame, of_type, open_client, run, to_user, to_users
+from tests.e2e.clients import (
+    assert_envelope,
+    next_frame,
+    of_type,
+    open_client,
+    run,
+    to_user,
+    to_users,
+)
 from tests.e2e.conftest import LocalStack
 from tests.e2e.dead_letters import DeadLetterReader
 
@@ -26,11 +33,7 @@ def test_a_user_gets_it_on_every_connection_once_and_nobody_else(stack: LocalSta
             )
             for ws in (web, mobile):
                 frame = await next_frame(ws)
-                assert set(frame) == {"id", "type", "data", "sentAt"}
-                assert frame["id"] == message_id
-                assert frame["type"] == "chat"
-                assert frame["data"] == payload
-                datetime.fromisoformat(frame["sentAt"])
+                assert_envelope(frame, id=message_id, type="chat", data=payload)
             # Once the handler is done with it, a marker to everyone proves by order that
             # alice got no duplicate and bob got nothing.
             await asyncio.to_thread(stack.wait_published, message_id)

@@ -6,11 +6,10 @@ import asyncio
 import json
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from mentorassist import Notification, Publisher
-from tests.e2e.clients import next_frame, open_client, run
+from tests.e2e.clients import assert_envelope, next_frame, open_client, run
 from tests.e2e.conftest import ROOT, LocalStack
 
 
@@ -42,11 +41,7 @@ def test_send_reaches_the_users_client_as_the_envelope(stack: LocalStack, user) 
             payload = {"text": "Your mentor replied", "thread": 42}
             message_id = await asyncio.to_thread(publisher.send, alice, payload, type="chat")
             frame = await next_frame(ws)
-            assert set(frame) == {"id", "type", "data", "sentAt"}
-            assert frame["id"] == message_id
-            assert frame["type"] == "chat"
-            assert frame["data"] == payload
-            datetime.fromisoformat(frame["sentAt"])
+            assert_envelope(frame, id=message_id, type="chat", data=payload)
 
             text_id = await asyncio.to_thread(publisher.send, [alice, user("nobody")], "plain")
             frame = await next_frame(ws)
