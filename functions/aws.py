@@ -11,7 +11,10 @@ import threading
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import NoCredentialsError, NoRegionError
 
 # Standard mode retries throttling (API Gateway's 429 LimitExceededException included) and
 # transient 5xx with backoff; the legacy default does not retry a 429. The handlers other than
@@ -25,6 +28,8 @@ _SINGLE_ATTEMPT = {"mode": "standard", "total_max_attempts": 1}
 # region and endpoint variables afresh (only resolved credentials stay cached).
 _session: boto3.session.Session | None = None
 _clients: dict[tuple[Any, ...], Any] = {}
+# The credentials and region of requests signed by hand (`credentials()`, `region()`).
+_signing: dict[str, Any] = {}
 _lock = threading.Lock()
 
 
@@ -37,7 +42,6 @@ def client(
     `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables. `retried=False` gives a client
     that makes a single attempt per call, for callers that retry themselves.
     """
-    global _session
     key = (service_name, endpoint_url, retried, *sorted(config.items()))
     cached = _clients.get(key)
     if cached is not None:
@@ -47,9 +51,7 @@ def client(
     with _lock:
         cached = _clients.get(key)
         if cached is None:
-            if _session is None:
-                _session = boto3.session.Session()
-            cached = _session.client(
+            cached = _shared_session().client(
                 service_name,
                 endpoint_url=endpoint_url,
                 config=Config(retries=_RETRIES if retried else _SINGLE_ATTEMPT, **config),
@@ -58,8 +60,43 @@ def client(
         return cached
 
 
+def credentials() -> ReadOnlyCredentials:
+    """The function's credentials as of now, for signing a request by hand (refreshed by
+    botocore when they expire, as the clients' are)."""
+    resolved = _signing.get("credentials")
+    if resolved is None:
+        # Resolved afresh after `reset_clients`, not taken from the clients' session, which
+        # keeps the first credentials it saw for the life of the process.
+        resolved = botocore.session.get_session().get_credentials()
+        if resolved is None:
+            raise NoCredentialsError()
+        _signing["credentials"] = resolved
+    return resolved.get_frozen_credentials()
+
+
+def region() -> str:
+    """The region the clients use (AWS_REGION on Lambda)."""
+    name = _signing.get("region")
+    if name is None:
+        with _lock:
+            name = _shared_session().region_name
+        if not name:
+            raise NoRegionError()
+        _signing["region"] = name
+    return name
+
+
+def _shared_session() -> boto3.session.Session:
+    """The one boto3 session; the caller holds `_lock`."""
+    global _session
+    if _session is None:
+        _session = boto3.session.Session()
+    return _session
+
+
 def reset_clients() -> None:
     """Forget every cached client, e.g. after a test changed the endpoint, region or settings,
     or hooked a client (the next call builds a fresh one)."""
     with _lock:
         _clients.clear()
+        _signing.clear()

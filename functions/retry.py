@@ -55,12 +55,28 @@ TRANSIENT_CODES = frozenset(
 )
 
 
+class CallFailed(Exception):
+    """A failed call of ours that already knows whether a retry could fix it (a post to a
+    connection, made without the SDK: `functions.management`)."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def is_transient_answer(status: int, code: str) -> bool:
+    """True when an AWS API's error answer (HTTP status, error code) says "try again later"."""
+    return code in THROTTLING_CODES or code in TRANSIENT_CODES or status == 429 or status >= 500
+
+
 def is_transient(error: BaseException) -> bool:
     """True when the same call may succeed if made again a little later."""
+    if isinstance(error, CallFailed):
+        return error.transient
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return code in THROTTLING_CODES or code in TRANSIENT_CODES or status == 429 or status >= 500
+        return is_transient_answer(status, code)
     # Timeouts, refused or dropped connections: no answer at all. A post whose answer was lost
     # may have been delivered; its retry is a duplicate with the same envelope id.
     return isinstance(error, HTTPClientError | BotoConnectionError)

@@ -211,11 +211,15 @@ ACTION_CALLS = {
     "dynamodb:GetItem": ("dynamodb", "get_item"),
     "dynamodb:PutItem": ("dynamodb", "put_item"),
     "dynamodb:DeleteItem": ("dynamodb", "delete_item"),
+    "dynamodb:BatchWriteItem": ("dynamodb", "batch_write_item"),
     "dynamodb:Query": ("dynamodb", "query"),
     "dynamodb:Scan": ("dynamodb", "scan"),
-    # ManageConnections on POST/@connections/* is PostToConnection.
-    "execute-api:ManageConnections": ("apigatewaymanagementapi", "post_to_connection"),
     "sqs:SendMessage": ("sqs", "send_message"),
+}
+# IAM action -> what the code of a request it signs itself must show (regular expressions).
+SIGNED_CALLS = {
+    # ManageConnections on POST/@connections/* is PostToConnection, signed for execute-api.
+    "execute-api:ManageConnections": (r'"execute-api"', r'"POST"', r"/@connections/"),
 }
 
 
@@ -247,6 +251,10 @@ def test_every_expected_action_is_one_the_handler_calls(broadcast: bool) -> None
         code = code_of(handler)
         for action, _resource in grants:
             if action in RUNTIME_ACTIONS:
+                continue
+            if action in SIGNED_CALLS:
+                for shows in SIGNED_CALLS[action]:
+                    assert re.search(shows, code), f"{handler} never signs {shows} ({action})"
                 continue
             assert action in ACTION_CALLS, f"{handler}: no known call for {action}"
             client, method = ACTION_CALLS[action]

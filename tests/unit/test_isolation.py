@@ -36,8 +36,9 @@ from hypothesis.stateful import (
 
 from functions import connect, contract, disconnect, publish
 from tests.unit import events
-from tests.unit.conftest import TABLE, GatewayManagementApi, session_rows
+from tests.unit.conftest import TABLE, session_rows
 from tests.unit.events import sns_event, sns_record, string, string_array
+from tests.unit.management_api import GatewayManagementApi
 
 SCENARIOS = 1000
 SENT_AT = "2026-12-03T18:20:40.123Z"

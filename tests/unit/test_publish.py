@@ -8,13 +8,13 @@ import threading
 from typing import Any
 
 import pytest
-from botocore.stub import Stubber
 
-from functions import contract, dead_letters, management, pending, publish, retry, sessions
+from functions import contract, dead_letters, pending, publish, retry, sessions
 from local.resources import create_pending_deliveries_table
 from tests.unit import events
-from tests.unit.conftest import _test_session, add_session, moto_posts, session_rows
+from tests.unit.conftest import _test_session, add_session, session_rows
 from tests.unit.events import sns_event, sns_record, string, string_array
+from tests.unit.management_api import ScriptedManagementApi
 
 MESSAGE_ID = "95df01b4-ee98-5cb9-9903-4c221d41eb5e"
 SENT_AT = "2026-12-03T18:20:40.123Z"
@@ -101,11 +101,14 @@ def run(*records: dict[str, Any]) -> dict[str, int]:
     return publish.handler(sns_event(*records), None)
 
 
-def frames() -> dict[str, Any]:
-    return {cid: json.loads(data) for cid, data in moto_posts().items()}
+def frames(api: ScriptedManagementApi) -> dict[str, Any]:
+    """The last frame each connection received, parsed."""
+    return {cid: json.loads(data) for cid, data in api.last_delivered().items()}
 
 
-def test_one_user_gets_the_envelope_on_every_connection(users: Any) -> None:
+def test_one_user_gets_the_envelope_on_every_connection(
+    users: Any, management_api: ScriptedManagementApi
+) -> None:
     summary = run(sns_record('{"text": "hi", "n": 1}', {"userId": string("user-1")}))
 
     expected = {
@@ -114,8 +117,8 @@ def test_one_user_gets_the_envelope_on_every_connection(users: Any) -> None:
         "data": {"text": "hi", "n": 1},
         "sentAt": SENT_AT,
     }
-    assert frames() == {"u1-web=": expected, "u1-phone=": expected}
-    posted = moto_posts()
+    assert frames(management_api) == {"u1-web=": expected, "u1-phone=": expected}
+    posted = management_api.last_delivered()
     assert posted["u1-web="] == posted["u1-phone="]  # serialized once, same bytes to each
     assert summary == {
         "messages": 1,
@@ -135,9 +138,11 @@ def test_one_user_gets_the_envelope_on_every_connection(users: Any) -> None:
     assert pending_items() == {}
 
 
-def test_text_payload_and_custom_type_reach_the_client(users: Any) -> None:
+def test_text_payload_and_custom_type_reach_the_client(
+    users: Any, management_api: ScriptedManagementApi
+) -> None:
     run(sns_record("plain words", {"userId": string("user-2"), "type": string("chat.message")}))
-    assert frames() == {
+    assert frames(management_api) == {
         "u2-web=": {
             "id": MESSAGE_ID,
             "type": "chat.message",
@@ -147,28 +152,39 @@ def test_text_payload_and_custom_type_reach_the_client(users: Any) -> None:
     }
 
 
-def test_string_array_reaches_each_named_user_once(users: Any) -> None:
+def test_string_array_reaches_each_named_user_once(
+    users: Any, management_api: ScriptedManagementApi
+) -> None:
     summary = run(
         sns_record('{"k": 1}', {"userId": string_array(["user-1", "user-2", "user-1", "ghost"])})
     )
-    assert set(frames()) == {"u1-web=", "u1-phone=", "u2-web="}
-    assert all(len(data) == len(moto_posts()["u2-web="]) for data in moto_posts().values())
+    assert set(frames(management_api)) == {"u1-web=", "u1-phone=", "u2-web="}
+    assert all(
+        len(data) == len(management_api.last_delivered()["u2-web="])
+        for data in management_api.last_delivered().values()
+    )
     assert summary["delivered"] == 3
 
 
-def test_broadcast_reaches_everyone_when_enabled(users: Any) -> None:
+def test_broadcast_reaches_everyone_when_enabled(
+    users: Any, management_api: ScriptedManagementApi
+) -> None:
     summary = run(sns_record('"maintenance at 22:00"', {"broadcast": string("all")}))
-    assert set(frames()) == {"u1-web=", "u1-phone=", "u2-web=", "u3-web="}
-    assert {frame["data"] for frame in frames().values()} == {"maintenance at 22:00"}
+    assert set(frames(management_api)) == {"u1-web=", "u1-phone=", "u2-web=", "u3-web="}
+    assert {frame["data"] for frame in frames(management_api).values()} == {"maintenance at 22:00"}
     assert summary["delivered"] == 4
 
 
 def test_broadcast_is_refused_when_disabled(
-    users: Any, monkeypatch: pytest.MonkeyPatch, sqs: Any, failure_handling: str
+    users: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    sqs: Any,
+    failure_handling: str,
+    management_api: ScriptedManagementApi,
 ) -> None:
     monkeypatch.setenv(contract.ENV_BROADCAST_ENABLED, "false")
     summary = run(sns_record("{}", {"broadcast": string("all")}))
-    assert frames() == {}
+    assert frames(management_api) == {}
     assert summary["rejected"] == 1
     assert summary["delivered"] == 0
     [letter] = dead_lettered(sqs, failure_handling)
@@ -177,7 +193,7 @@ def test_broadcast_is_refused_when_disabled(
 
 
 def test_every_page_of_a_users_connections_is_reached(
-    dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch, management_api: ScriptedManagementApi
 ) -> None:
     many = {f"conn-{n:02d}=" for n in range(30)}
     for connection_id in many:
@@ -186,23 +202,18 @@ def test_every_page_of_a_users_connections_is_reached(
         sessions, "connections_of", functools.partial(sessions.connections_of, page_size=1)
     )
     summary = run(sns_record("{}", {"userId": string("user-1")}))
-    assert set(frames()) == many
+    assert set(frames(management_api)) == many
     assert summary["delivered"] == 30
 
 
-def test_gone_connection_row_is_deleted_and_is_not_a_failure(dynamodb: Any) -> None:
+def test_gone_connection_row_is_deleted_and_is_not_a_failure(
+    dynamodb: Any, scripted_management: Any
+) -> None:
     add_session(dynamodb, "closed=", "user-1")
     add_session(dynamodb, "other-user=", "user-2")
-    body = publish.envelope(MESSAGE_ID, "notification", "{}", SENT_AT)
-    with Stubber(management.management_client()) as stub:
-        stub.add_client_error(
-            "post_to_connection",
-            service_error_code="GoneException",
-            http_status_code=410,
-            expected_params={"ConnectionId": "closed=", "Data": body},
-        )
-        summary = run(sns_record("{}", {"userId": string("user-1")}))
-        stub.assert_no_pending_responses()
+    api = scripted_management({"closed=": (410, "GoneException")})
+    summary = run(sns_record("{}", {"userId": string("user-1")}))
+    assert api.posts == {"closed=": [publish.envelope(MESSAGE_ID, "notification", "{}", SENT_AT)]}
     assert set(session_rows(dynamodb)) == {"other-user="}
     assert (summary["gone"], summary["failed"], summary["delivered"]) == (1, 0, 0)
 
@@ -272,7 +283,7 @@ def test_posts_run_concurrently_up_to_the_configured_bound(
 
 
 def test_envelope_at_the_limit_is_posted_one_byte_more_is_dead_lettered(
-    users: Any, sqs: Any, failure_handling: str
+    users: Any, sqs: Any, failure_handling: str, management_api: ScriptedManagementApi
 ) -> None:
     overhead = len(publish.envelope(MESSAGE_ID, "notification", "", SENT_AT))
     fits = "x" * (contract.MAX_MESSAGE_BYTES - overhead)
@@ -280,11 +291,11 @@ def test_envelope_at_the_limit_is_posted_one_byte_more_is_dead_lettered(
         contract.MAX_MESSAGE_BYTES
     )
     run(sns_record(fits, {"userId": string("user-2")}))
-    assert frames()["u2-web="]["data"] == fits
+    assert frames(management_api)["u2-web="]["data"] == fits
 
     too_large = sns_record(fits + "x", {"userId": string("user-3")})
     summary = run(too_large)  # not raised: a retry cannot make it smaller
-    assert "u3-web=" not in moto_posts()
+    assert "u3-web=" not in management_api.last_delivered()
     assert (summary["oversized"], summary["connections"], summary["dead_lettered"]) == (1, 0, 1)
     [letter] = dead_lettered(sqs, failure_handling)
     assert letter["reason"] == dead_letters.TOO_LARGE
@@ -294,11 +305,11 @@ def test_envelope_at_the_limit_is_posted_one_byte_more_is_dead_lettered(
 
 
 def test_oversized_multibyte_payload_is_measured_in_bytes(
-    users: Any, sqs: Any, failure_handling: str
+    users: Any, sqs: Any, failure_handling: str, management_api: ScriptedManagementApi
 ) -> None:
     payload = json.dumps({"text": "é" * (contract.MAX_MESSAGE_BYTES // 2)}, ensure_ascii=False)
     assert run(sns_record(payload, {"userId": string("user-2")}))["oversized"] == 1
-    assert frames() == {}
+    assert frames(management_api) == {}
     assert [letter["reason"] for letter in dead_lettered(sqs, failure_handling)] == ["too_large"]
 
 
@@ -363,13 +374,14 @@ def test_bad_attributes_are_dead_lettered_and_the_rest_of_the_batch_is_delivered
     caplog: pytest.LogCaptureFixture,
     sqs: Any,
     failure_handling: str,
+    management_api: ScriptedManagementApi,
 ) -> None:
     bad = sns_record('{"bad": true}', attributes, message_id="bad-1")
     summary = run(bad, sns_record('{"good": true}', {"userId": string("user-2")}, message_id="ok"))
     assert summary["rejected"] == 1
     assert summary["messages"] == 2
     assert summary["dead_lettered"] == 1
-    assert {cid: frame["id"] for cid, frame in frames().items()} == {"u2-web=": "ok"}
+    assert {cid: frame["id"] for cid, frame in frames(management_api).items()} == {"u2-web=": "ok"}
     [rejection] = [r for r in caplog.records if r.getMessage().startswith("dead-lettering")]
     assert rejection.levelname == "ERROR"
     assert rejection.notificationId == "bad-1"
@@ -424,16 +436,18 @@ def test_unrelated_attributes_of_any_type_are_ignored(users: Any) -> None:
     assert (summary["delivered"], summary["rejected"]) == (1, 0)
 
 
-def test_exactly_max_target_users_is_accepted(dynamodb: Any) -> None:
+def test_exactly_max_target_users_is_accepted(
+    dynamodb: Any, management_api: ScriptedManagementApi
+) -> None:
     names = [f"user-{n}" for n in range(contract.MAX_TARGET_USERS)]
     add_session(dynamodb, "last=", names[-1])
     summary = run(sns_record("{}", {"userId": string_array(names)}))
-    assert set(frames()) == {"last="}
+    assert set(frames(management_api)) == {"last="}
     assert summary["rejected"] == 0
 
 
 def test_lookup_failure_raises_after_other_records(
-    users: Any, monkeypatch: pytest.MonkeyPatch
+    users: Any, monkeypatch: pytest.MonkeyPatch, management_api: ScriptedManagementApi
 ) -> None:
     real = sessions.connections_of
 
@@ -448,57 +462,55 @@ def test_lookup_failure_raises_after_other_records(
             sns_record("{}", {"userId": string("user-1")}, message_id="m-1"),
             sns_record("{}", {"userId": string("user-2")}, message_id="m-2"),
         )
-    assert set(frames()) == {"u2-web="}
+    assert set(frames(management_api)) == {"u2-web="}
     # The retry must not post m-2 again: it is marked settled.
     assert pending_items().keys() == {"m-2"}
     assert owed("m-2") == set()
 
 
-def test_event_without_records_does_nothing(users: Any) -> None:
+def test_event_without_records_does_nothing(
+    users: Any, management_api: ScriptedManagementApi
+) -> None:
     assert run()["messages"] == 0
-    assert frames() == {}
+    assert frames(management_api) == {}
 
 
-def test_management_endpoint_comes_from_the_environment(users: Any) -> None:
+def test_management_endpoint_comes_from_the_environment(
+    users: Any, management_api: ScriptedManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The publish Lambda has no request context: the endpoint is configuration.
-    assert management.management_client().meta.endpoint_url == events.MANAGEMENT_ENDPOINT
+    run(sns_record("{}", {"userId": string("user-2")}))
+    assert set(management_api.delivered) == {"u2-web="}
+    monkeypatch.setenv(contract.ENV_MANAGEMENT_ENDPOINT, "http://127.0.0.1:9/dev")  # discard port
+    with pytest.raises(publish.PublishIncomplete, match="failed=1"):
+        run(sns_record("{}", {"userId": string("user-2")}, message_id="m-2"))
+    assert len(management_api.posts["u2-web="]) == 1  # the second went to the new endpoint
 
 
 # --- Retries inside the invocation ---------------------------------------------------------
 
 
-def test_a_throttled_post_is_retried_and_delivered_once(users: Any, sleeps: Sleeps) -> None:
+def test_a_throttled_post_is_retried_and_delivered_once(
+    users: Any, scripted_management: Any, sleeps: Sleeps
+) -> None:
+    api = scripted_management({"u2-web=": [(429, "LimitExceededException")]})
+    summary = run(sns_record("{}", {"userId": string("user-2")}))
     body = publish.envelope(MESSAGE_ID, "notification", "{}", SENT_AT)
-    expected = {"ConnectionId": "u2-web=", "Data": body}
-    with Stubber(management.management_client()) as stub:
-        stub.add_client_error(
-            "post_to_connection",
-            service_error_code="LimitExceededException",
-            http_status_code=429,
-            expected_params=expected,
-        )
-        stub.add_response("post_to_connection", {}, expected_params=expected)
-        summary = run(sns_record("{}", {"userId": string("user-2")}))
-        stub.assert_no_pending_responses()
+    assert api.posts == {"u2-web=": [body, body]}
+    assert api.delivered == {"u2-web=": [body]}
     assert (summary["delivered"], summary["failed"]) == (1, 0)
     assert sleeps == [publish.BACKOFF.base_seconds]  # one pause, before the one retry
 
 
 def test_a_persistent_server_error_fails_after_the_bounded_attempts(
-    users: Any, sleeps: Sleeps
+    users: Any, scripted_management: Any, sleeps: Sleeps
 ) -> None:
     attempts = publish.BACKOFF.max_attempts
-    with Stubber(management.management_client()) as stub:
-        for _ in range(attempts):  # exactly this many: a further call would fail the stub
-            stub.add_client_error(
-                "post_to_connection",
-                service_error_code="InternalServerErrorException",
-                http_status_code=500,
-            )
-        with pytest.raises(publish.PublishIncomplete, match="failed=1"):
-            run(sns_record("{}", {"userId": string("user-2")}))
-        stub.assert_no_pending_responses()
-    # botocore made one attempt per call: the attempts are ours alone, with growing pauses.
+    api = scripted_management({"u2-web=": (500, "InternalServerErrorException")})
+    with pytest.raises(publish.PublishIncomplete, match="failed=1"):
+        run(sns_record("{}", {"userId": string("user-2")}))
+    # One HTTP request per attempt: the attempts are ours alone, with growing pauses.
+    assert len(api.posts["u2-web="]) == attempts
     assert len(sleeps) == attempts - 1
     assert sleeps == sorted(sleeps)
     assert owed(MESSAGE_ID) == {"u2-web="}
@@ -669,7 +681,7 @@ def test_a_failed_pending_write_still_fails_the_invocation(
 
 
 def test_a_dead_letter_that_cannot_be_sent_fails_the_invocation(
-    users: Any, monkeypatch: pytest.MonkeyPatch
+    users: Any, monkeypatch: pytest.MonkeyPatch, management_api: ScriptedManagementApi
 ) -> None:
     monkeypatch.setenv(
         contract.ENV_DEAD_LETTER_QUEUE_URL,
@@ -680,7 +692,7 @@ def test_a_dead_letter_that_cannot_be_sent_fails_the_invocation(
             sns_record("{}", {"userId": string_array([])}, message_id="bad-1"),
             sns_record("{}", {"userId": string("user-2")}, message_id="ok-1"),
         )
-    assert set(frames()) == {"u2-web="}  # the good record was still delivered
+    assert set(frames(management_api)) == {"u2-web="}  # the good record was still delivered
     assert owed("ok-1") == set()  # ... and is not delivered again by the retry
     assert "bad-1" not in pending_items()  # the bad one is tried again
 
