@@ -80,7 +80,7 @@ def _publish(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sequential(request: dict[str, Any]) -> dict[str, Any]:
-    ids = sessions.connections_of(request["user"])
+    ids = list(sessions.connections_of(request["user"]))
     chosen = ids[: request["limit"]]
     body = json.dumps({"id": "sequential"}).encode()
     started = time.perf_counter()
@@ -93,7 +93,7 @@ def _minimal(request: dict[str, Any]) -> dict[str, Any]:
     """The least a poster can do here: the same posts, C at a time, from one asyncio loop with
     aiohttp and no SDK (unsigned; the local gateway only checks the scheme's name). What the
     gateway and this machine allow, measured beside the handler."""
-    ids = sessions.connections_of(request["user"])
+    ids = list(sessions.connections_of(request["user"]))
     endpoint = environment.required(contract.ENV_MANAGEMENT_ENDPOINT)
     headers = {"Authorization": "AWS4-HMAC-SHA256 bench-minimal-poster"}
     body = json.dumps({"id": "minimal"}).encode()

@@ -61,10 +61,13 @@ PING_ACTION = "ping"
 CONNECTION_ID = "connectionId"  # partition key (S)
 USER_ID = "userId"  # GSI partition key (S)
 USER_INDEX = "userId-index"
-# KEYS_ONLY projects the table key and the index key: exactly what the fan-out needs
-# (connectionId to post to, userId to prove whose it is), so index items stay small.
-USER_INDEX_PROJECTION = "KEYS_ONLY"
 CONNECTED_AT = "connectedAt"  # ISO-8601
+# The index carries the keys (connectionId to post to, userId to prove whose it is) and
+# connectedAt: a 410 may delete a row only once it is older than the connecting grace, and
+# knowing that from the lookup lets the deletes go in batches instead of one conditional
+# delete each. Index items stay small (about 90 bytes).
+USER_INDEX_PROJECTION = "INCLUDE"
+USER_INDEX_NON_KEY_ATTRIBUTES = (CONNECTED_AT,)
 EXPIRES_AT = "expiresAt"  # TTL attribute, epoch seconds (N)
 
 # --- SNS message attributes (the publishing contract) --------------------------------------

@@ -25,7 +25,8 @@ carrying the notification's stable `id`, and no fan-out again on retry.
   unexpected shapes, an envelope over API Gateway's 128 KB, a post answered 413 (the connection
   is fine: its row stays). If the dead-letter queue cannot take it, the invocation raises, so
   nothing disappears.
-- A connection that answers 410 is gone: its row is deleted; that is not a failure.
+- A connection that answers 410 is gone: its row is deleted (in batches, once the posts are
+  done; a row younger than the connecting grace is kept); that is not a failure.
 - One bad record never stops the others: every record of the event is attempted before raising.
 """
 
@@ -63,6 +64,8 @@ SUMMARY_KEYS = (
     "dead_lettered",
     "dead_letter_failed",
 )
+# Connection ids one log line names at most.
+LOGGED_IDS = 50
 # The retry policy of every AWS call in a run, bounded by the invocation's remaining time.
 BACKOFF = retry.Backoff()
 _pools = threading.local()
@@ -183,11 +186,11 @@ def _publish(record: Any, run: Run) -> bool:
         )
         return _dead_letter(dead_letters.TOO_LARGE, detail, notification_id, record, run)
 
-    connection_ids = _recipients(target, owed, notification_id, run)
-    if connection_ids is None:
+    connections = _recipients(target, owed, notification_id, run)
+    if connections is None:
         run.summary["lookup_failed"] += 1
         return False
-    undelivered = _post_to_all(connection_ids, body, notification_id, record, run)
+    undelivered = _post_to_all(connections, body, notification_id, record, run)
     if undelivered:
         _remember_owed(notification_id, undelivered, run)
         return False
@@ -201,11 +204,11 @@ def _recipients(
     owed: Future[frozenset[str] | None] | None,
     notification_id: str | None,
     run: Run,
-) -> list[str] | None:
+) -> sessions.Connections | None:
     """The connections to post to: those an earlier attempt left owed if it left any, else the
     target's connections; None when that cannot be known."""
     try:
-        found: list[str] | None = _connections(target, run)
+        found: sessions.Connections | None = _connections(target, run)
     except Exception:
         logger.exception("could not look up connections", extra=_fields(notification_id))
         found = None
@@ -217,24 +220,35 @@ def _recipients(
     if still_owed is None:
         return found
     run.summary["resumed"] += 1
-    return sorted(still_owed)  # an earlier attempt reached the others
+    # An earlier attempt reached the others. How old these are was not recorded.
+    return dict.fromkeys(sorted(still_owed))
 
 
 def _post_to_all(
-    connection_ids: list[str], body: bytes, notification_id: str | None, record: Any, run: Run
+    connections: sessions.Connections,
+    body: bytes,
+    notification_id: str | None,
+    record: Any,
+    run: Run,
 ) -> dict[str, str]:
-    """Post concurrently; dead-letter the message once if some connection answered 413.
-    Returns the connections still owed it, with why."""
-    run.summary["connections"] += len(connection_ids)
-    outcomes = run.pool.map(lambda cid: _deliver(cid, body, notification_id, run), connection_ids)
+    """Post concurrently; then delete the rows of the connections found gone, and dead-letter
+    the message once if some connection answered 413. Returns the connections still owed it,
+    with why."""
+    run.summary["connections"] += len(connections)
+    outcomes = run.pool.map(lambda cid: _deliver(cid, body, notification_id, run), connections)
     undelivered: dict[str, str] = {}
     too_large: list[str] = []
-    for connection_id, (outcome, why) in zip(connection_ids, outcomes, strict=True):
+    gone: sessions.Connections = {}
+    for connection_id, (outcome, why) in zip(connections, outcomes, strict=True):
         run.summary[outcome] += 1
         if outcome == FAILED:
             undelivered[connection_id] = why
         elif outcome == PAYLOAD_TOO_LARGE:
             too_large.append(connection_id)
+        elif outcome == GONE:
+            gone[connection_id] = connections[connection_id]
+    if gone:
+        _forget_gone(gone, notification_id, run)
     if too_large:
         detail = f"{len(too_large)} connection(s) answered 413 Payload Too Large"
         sent = _dead_letter(
@@ -385,16 +399,15 @@ def _payload(message: Any) -> Any:
         return message
 
 
-def _connections(target: Target, run: Run) -> list[str]:
+def _connections(target: Target, run: Run) -> sessions.Connections:
     if target.broadcast:
-        found = sessions.all_connections(backoff=run.backoff)
-    else:
-        ids = run.pool.map(
-            lambda user: sessions.connections_of(user, backoff=run.backoff), target.users
-        )
-        found = [cid for user_ids in ids for cid in user_ids]
-    # A connection appears once however it was found (a retried scan page, overlapping users).
-    return list(dict.fromkeys(found))
+        return sessions.all_connections(backoff=run.backoff)
+    found: sessions.Connections = {}
+    for of_user in run.pool.map(
+        lambda user: sessions.connections_of(user, backoff=run.backoff), target.users
+    ):
+        found.update(of_user)
+    return found
 
 
 def _deliver(
@@ -405,7 +418,6 @@ def _deliver(
     try:
         management.post(connection_id, body, run.backoff)
     except management.ConnectionGone:
-        _forget_connection(connection_id, fields, run)
         return GONE, ""
     except management.PayloadTooLarge as failed:
         logger.error("post refused: 413 %s", failed.code, extra=fields)
@@ -425,17 +437,30 @@ def _deliver(
     return DELIVERED, ""
 
 
-def _forget_connection(connection_id: str, fields: dict[str, Any], run: Run) -> None:
-    try:
-        deleted = sessions.forget_gone(connection_id, backoff=run.backoff)
-    except Exception:
-        # The row's TTL removes it anyway; the notification itself was not lost.
-        logger.warning("could not delete gone connection", extra=fields, exc_info=True)
-    else:
-        if deleted:
-            logger.info("deleted gone connection", extra=fields)
-        else:
-            logger.info("kept the row of a connection that may still be connecting", extra=fields)
+def _forget_gone(gone: sessions.Connections, notification_id: str | None, run: Run) -> None:
+    """Delete the rows of connections that answered 410, batched and in parallel. A row that
+    cannot be deleted now is not a lost notification: its TTL removes it."""
+    forgotten = sessions.forget_gone(gone, backoff=run.backoff, map_=run.pool.map)
+    fields = _fields(notification_id)
+    if forgotten.deleted:
+        logger.info(
+            "deleted %d gone connection(s)",
+            len(forgotten.deleted),
+            extra={**fields, "connectionIds": _some(forgotten.deleted)},
+        )
+    if forgotten.kept:
+        logger.info(
+            "kept the row of %d gone connection(s) that may still be connecting",
+            len(forgotten.kept),
+            extra={**fields, "connectionIds": _some(forgotten.kept)},
+        )
+    if forgotten.failed:
+        logger.warning(
+            "could not delete %d gone connection(s): %s",
+            len(forgotten.failed),
+            "; ".join(sorted({f"{type(e).__name__}: {e}" for e in forgotten.errors})),
+            extra={**fields, "connectionIds": _some(forgotten.failed)},
+        )
 
 
 def _dead_letter(
@@ -509,6 +534,12 @@ def _mark_settled(notification_ids: list[str], run: Run) -> None:
             pending.save(notification_id, set(), "settled", run.backoff)
         except Exception:
             logger.warning("could not mark settled", extra=_fields(notification_id), exc_info=True)
+
+
+def _some(connection_ids: tuple[str, ...]) -> list[str]:
+    """At most LOGGED_IDS of them: a broadcast may find thousands gone, and one log event
+    holds 256 KB."""
+    return list(connection_ids[:LOGGED_IDS])
 
 
 def _fields(notification_id: str | None) -> dict[str, Any]:

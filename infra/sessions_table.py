@@ -29,6 +29,7 @@ def sessions_table(name: str, opts: pulumi.ResourceOptions | None = None) -> aws
                     )
                 ],
                 projection_type=contract.USER_INDEX_PROJECTION,
+                non_key_attributes=list(contract.USER_INDEX_NON_KEY_ATTRIBUTES),
             )
         ],
         # Rows of connections whose $disconnect never ran expire on their own.

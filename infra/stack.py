@@ -120,8 +120,11 @@ def build_stack(settings: StackSettings, jwt_secret: pulumi.Input[str]) -> Stack
         table.arn.apply(
             lambda arn: statement(["dynamodb:Query"], [f"{arn}/index/{contract.USER_INDEX}"])
         ),
-        # A 410 Gone from the management API removes the stale row.
-        table.arn.apply(lambda arn: statement(["dynamodb:DeleteItem"], [arn])),
+        # A 410 Gone from the management API removes the stale row: in batches when the
+        # lookup said how old the row is, one conditional delete each otherwise.
+        table.arn.apply(
+            lambda arn: statement(["dynamodb:BatchWriteItem", "dynamodb:DeleteItem"], [arn])
+        ),
     ]
     if settings.broadcast_enabled:
         # Broadcast reads every connection, and only then is a table scan needed.

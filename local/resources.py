@@ -14,7 +14,8 @@ from functions import contract
 
 
 def create_sessions_table(dynamodb: Any, name: str) -> None:
-    """The sessions table: `connectionId` key, `userId` GSI (keys only), TTL on `expiresAt`."""
+    """The sessions table: `connectionId` key, `userId` GSI (keys and `connectedAt`), TTL on
+    `expiresAt`."""
     dynamodb.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
@@ -27,7 +28,10 @@ def create_sessions_table(dynamodb: Any, name: str) -> None:
             {
                 "IndexName": contract.USER_INDEX,
                 "KeySchema": [{"AttributeName": contract.USER_ID, "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": contract.USER_INDEX_PROJECTION},
+                "Projection": {
+                    "ProjectionType": contract.USER_INDEX_PROJECTION,
+                    "NonKeyAttributes": list(contract.USER_INDEX_NON_KEY_ATTRIBUTES),
+                },
             }
         ],
         SSESpecification={"Enabled": True},

@@ -234,6 +234,7 @@ def expected_grants(*, broadcast: bool, stage: str) -> dict[str, set[tuple[str, 
 
     publish = {
         ("dynamodb:Query", f"{TABLE_ARN}/index/{contract.USER_INDEX}"),
+        ("dynamodb:BatchWriteItem", TABLE_ARN),
         ("dynamodb:DeleteItem", TABLE_ARN),
         ("execute-api:ManageConnections", f"{EXECUTION_ARN}/{stage}/POST/@connections/*"),
         ("dynamodb:GetItem", PENDING_TABLE_ARN),

@@ -34,7 +34,8 @@ def test_sessions_table_shape() -> None:
             {
                 "name": contract.USER_INDEX,
                 "keySchemas": [{"attributeName": contract.USER_ID, "keyType": "HASH"}],
-                "projectionType": contract.USER_INDEX_PROJECTION,
+                "projectionType": "INCLUDE",
+                "nonKeyAttributes": [contract.CONNECTED_AT],
             }
         ],
         "ttl": {"attributeName": contract.EXPIRES_AT, "enabled": True},

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from functions import contract, dead_letters, pending, publish, retry, sessions
+from functions import aws, contract, dead_letters, pending, publish, retry, sessions
 from local.resources import create_pending_deliveries_table
 from tests.unit import events
 from tests.unit.conftest import _test_session, add_session, session_rows
 from tests.unit.events import sns_event, sns_record, string, string_array
-from tests.unit.management_api import ScriptedManagementApi
+from tests.unit.management_api import GatewayManagementApi, ScriptedManagementApi
 
 MESSAGE_ID = "95df01b4-ee98-5cb9-9903-4c221d41eb5e"
 SENT_AT = "2026-12-03T18:20:40.123Z"
@@ -224,6 +224,32 @@ def test_gone_and_live_connections_of_one_user(users: Any, scripted_management: 
     assert set(api.posts) == {"u1-web=", "u1-phone="}
     assert set(session_rows(users)) == {"u1-web=", "u2-web=", "u3-web="}
     assert (summary["delivered"], summary["gone"], summary["failed"]) == (1, 1, 0)
+
+
+def test_a_broadcast_deletes_the_gone_rows_it_finds_in_batches(
+    dynamodb: Any, gateway: GatewayManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a deployment most rows can be stale: 60 gone, 5 live, and one still connecting.
+    gone = [f"gone-{n:02d}=" for n in range(60)]
+    live = [f"live-{n}=" for n in range(5)]
+    for connection_id in [*gone, *live]:
+        add_session(dynamodb, connection_id, "user-1")
+    sessions.put_session("opening=", "user-2")  # `$connect` has not returned: 410 for now
+    gateway.open.update(live)
+    calls: dict[str, int] = {}
+    client = aws.client("dynamodb", retried=False)
+    for operation in ("BatchWriteItem", "DeleteItem"):
+        client.meta.events.register(
+            f"before-call.dynamodb.{operation}",
+            lambda operation=operation, **_: calls.update({operation: calls.get(operation, 0) + 1}),
+        )
+
+    summary = run(sns_record('"maintenance"', {"broadcast": string("all")}))
+
+    assert set(gateway.delivered) == set(live)
+    assert (summary["delivered"], summary["gone"], summary["failed"]) == (5, 61, 0)
+    assert set(session_rows(dynamodb)) == {*live, "opening="}
+    assert calls == {"BatchWriteItem": 3}  # 25 + 25 + 10, and not one delete per row
 
 
 def test_server_errors_raise_after_every_connection_was_tried(
