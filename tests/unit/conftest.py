@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions import authorizer, aws, contract
+from functions import authorizer, aws, contract, management
 from local.resources import create_sessions_table
 from tests.unit import events
 from tests.unit.management_api import (
@@ -49,9 +49,11 @@ def aws_environment(
     monkeypatch.delenv(contract.ENV_JWT_ISSUER, raising=False)
     monkeypatch.delenv(contract.ENV_JWT_AUDIENCE, raising=False)
     aws.reset_clients()
+    management.close_connections()
     authorizer.reset_secret_cache()
     yield
     aws.reset_clients()
+    management.close_connections()
     authorizer.reset_secret_cache()
 
 

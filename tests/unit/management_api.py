@@ -9,18 +9,27 @@ header and JSON body AWS sends. What each connection answers is a script the tes
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
+import socket
+import ssl
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from functions import management
 
@@ -97,13 +106,22 @@ class GatewayManagementApi(ScriptedManagementApi):
 
 
 class ManagementApiServer:
-    """One HTTP server for the test session; `script` is what answers right now."""
+    """One HTTP server for the test session; `script` is what answers right now. With a
+    certificate chain and key it serves HTTPS, as API Gateway does."""
 
-    def __init__(self, stage: str) -> None:
+    def __init__(self, stage: str, tls: tuple[Path, Path] | None = None) -> None:
         self.stage = stage
         self.script = ScriptedManagementApi({})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
+        self.open_sockets: set[Any] = set()  # kept-alive client connections being served
+        self.scheme = "http"
+        self.certificate = tls[0] if tls else None
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -111,11 +129,16 @@ class ManagementApiServer:
     def endpoint(self) -> str:
         """The `MANAGEMENT_ENDPOINT` value: base URL with the stage, as on AWS."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/{self.stage}"
+        return f"{self.scheme}://{host}:{port}/{self.stage}"
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def drop_idle_connections(self) -> None:
+        """Close every kept-alive connection, as API Gateway does with idle ones."""
+        for sock in list(self.open_sockets):
+            sock.shutdown(socket.SHUT_RDWR)
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, str]:
         script = self.script
@@ -130,7 +153,15 @@ class ManagementApiServer:
 
 def _handler_for(server: ManagementApiServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the poster's pool expects
+        protocol_version = "HTTP/1.1"  # keep-alive, as the poster expects
+
+        def setup(self) -> None:
+            super().setup()
+            server.open_sockets.add(self.connection)
+
+        def finish(self) -> None:
+            server.open_sockets.discard(self.connection)
+            super().finish()
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -150,6 +181,39 @@ def _handler_for(server: ManagementApiServer) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """(certificate, key) files for 127.0.0.1, valid for a day; the certificate is its own
+    issuer, so a client trusts it only when told to."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "management-api.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certificate_file, key_file = directory / "server.pem", directory / "server.key"
+    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certificate_file, key_file
 
 
 def _signature_problem(method: str, path: str, headers: Any, body: bytes) -> str | None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from urllib3.util.wait import wait_for_read
 
 from functions import aws, contract, management, retry
-from tests.unit.management_api import ManagementApiServer, ScriptedManagementApi
+from tests.unit import events
+from tests.unit.management_api import (
+    ManagementApiServer,
+    ScriptedManagementApi,
+    self_signed_certificate,
+)
 
 
 def test_post_reaches_the_connection(management_api: ScriptedManagementApi) -> None:
@@ -72,6 +81,51 @@ def test_a_request_signed_for_another_region_is_refused(
     )
     assert management_api.refused == ["signed for execute-api in eu-west-1"]
     assert management_api.posts == {}
+
+
+@pytest.fixture(scope="module")
+def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagementApiServer]:
+    certificate = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    server = ManagementApiServer(events.STAGE, tls=certificate)
+    yield server
+    server.close()
+
+
+def test_posts_go_over_https_to_a_trusted_server(
+    https_server: ManagementApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trusting = ssl.create_default_context(cafile=str(https_server.certificate))
+    monkeypatch.setattr(management, "_tls", lambda: trusting)
+    monkeypatch.setenv(contract.ENV_MANAGEMENT_ENDPOINT, https_server.endpoint)
+    https_server.script = ScriptedManagementApi({})
+    management.post("conn-1=", b"over tls")
+    management.post("conn-1=", b"again, same connection")
+    assert https_server.script.delivered == {"conn-1=": [b"over tls", b"again, same connection"]}
+    assert https_server.script.refused == []
+
+
+def test_a_server_whose_certificate_is_not_trusted_gets_nothing(
+    https_server: ManagementApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default trust store (botocore's CA bundle) does not know the self-signed server.
+    monkeypatch.setenv(contract.ENV_MANAGEMENT_ENDPOINT, https_server.endpoint)
+    https_server.script = ScriptedManagementApi({})
+    with pytest.raises(management.DeliveryFailed) as caught:
+        management.post("conn-1=", b"secret", retry.Backoff(max_attempts=1))
+    assert (caught.value.status, caught.value.code) == (None, "SSLCertVerificationError")
+    assert https_server.script.posts == {}
+
+
+def test_a_connection_the_server_closed_while_idle_is_reopened(
+    management_api: ScriptedManagementApi, management_server: ManagementApiServer
+) -> None:
+    management.post("conn-1=", b"first")
+    origin = urlsplit(management_server.endpoint)
+    kept = management._thread_connections.by_origin[(origin.scheme, origin.netloc)]
+    management_server.drop_idle_connections()
+    assert wait_for_read(kept._connection.sock, timeout=5)  # the server's close has arrived
+    management.post("conn-1=", b"second", retry.Backoff(max_attempts=1))  # no retry needed
+    assert management_api.delivered == {"conn-1=": [b"first", b"second"]}
 
 
 @pytest.mark.parametrize(
