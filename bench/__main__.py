@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import coldstart, endtoend, fanout, lookup, machine, profile, report
+from bench import cleanup, coldstart, endtoend, fanout, lookup, machine, profile, report
 from bench.stack import Clients, LocalStack
 from infra.settings import settings_for_stack
 from local.process import ROOT
@@ -28,6 +28,7 @@ LATENCY_MS = 20
 @dataclass(frozen=True)
 class Plan:
     lookup_sizes: tuple[int, ...]
+    cleanup_sizes: tuple[int, ...]
     fan_sizes: tuple[int, ...]
     fan_samples: int
     users: int
@@ -35,10 +36,13 @@ class Plan:
     burst: int
     hold: int
     import_repeats: int
+    cost_posts: int  # posts per round of the side-by-side CPU per post (ours vs the SDK's)
+    cost_rounds: int
 
 
 FULL = Plan(
     lookup_sizes=(1_000, 10_000, 100_000),
+    cleanup_sizes=(1_000, 10_000),
     fan_sizes=(1, 10, 100, 1_000, 5_000),
     fan_samples=3,
     users=1_000,
@@ -46,9 +50,12 @@ FULL = Plan(
     burst=500,
     hold=10_000,
     import_repeats=5,
+    cost_posts=200,
+    cost_rounds=7,
 )
 QUICK = Plan(
     lookup_sizes=(1_000, 10_000),
+    cleanup_sizes=(100,),
     fan_sizes=(1, 10, 100),
     fan_samples=2,
     users=50,
@@ -56,6 +63,8 @@ QUICK = Plan(
     burst=100,
     hold=0,
     import_repeats=1,
+    cost_posts=50,
+    cost_rounds=2,
 )
 
 
@@ -72,6 +81,10 @@ def run(plan: Plan, results: report.Results, profiling: bool) -> None:
     started = time.perf_counter()
     results.lookup = lookup.measure(plan.lookup_sizes)
     _phase(results, "lookup", started)
+
+    started = time.perf_counter()
+    results.cleanup = cleanup.measure(plan.cleanup_sizes)
+    _phase(results, "clean-up", started)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as state:
@@ -128,6 +141,9 @@ def _on_stack(
     assert results.endtoend is not None
     results.endtoend.bursts.append(
         endtoend.burst_to_many(stack, clients, fanout.fan_user(many), many, messages=3)
+    )
+    results.post_cost = fanout.post_cost(
+        stack, fanout.fan_user(many), plan.cost_posts, plan.cost_rounds
     )
     largest = results.fanout[-1]
     results.handler_cpu_ms_per_post = largest.cpu_seconds * 1000 / largest.connections

@@ -221,3 +221,23 @@ def measure(
         stack.faults(management_latency_ms=0)
         worker.close()
     return rows
+
+
+@dataclass(frozen=True)
+class PostCost:
+    """CPU per post in the handler's process, ours against the SDK's, side by side."""
+
+    posts: int
+    rounds: int
+    ours_ms: float
+    sdk_ms: float
+
+
+def post_cost(stack: LocalStack, user: str, posts: int, rounds: int) -> PostCost:
+    """Measured with no injected latency (CPU time does not depend on it)."""
+    worker = PublishWorker(stack, concurrency=1)
+    try:
+        answer = worker.ask(op="post_cpu", user=user, posts=posts, rounds=rounds)
+    finally:
+        worker.close()
+    return PostCost(answer["posts"], rounds, answer["ours"] * 1000, answer["sdk"] * 1000)

@@ -42,7 +42,7 @@ class LookupRow:
 
 
 @contextmanager
-def _environment(**values: str) -> Iterator[None]:
+def environment(**values: str) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -55,7 +55,7 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _item(index: int, user: str, now: int) -> dict[str, Any]:
+def session_item(index: int, user: str, now: int) -> dict[str, Any]:
     return {
         contract.CONNECTION_ID: {"S": f"C{index:011d}="},
         contract.USER_ID: {"S": user},
@@ -69,16 +69,16 @@ def _load(dynamodb: Any, start: int, stop: int) -> None:
     batch: list[dict[str, Any]] = []
     for index in range(start, stop):
         # Other users hold 1-3 connections each, as real users do.
-        batch.append({"PutRequest": {"Item": _item(index, f"user-{index // 2}", now)}})
+        batch.append({"PutRequest": {"Item": session_item(index, f"user-{index // 2}", now)}})
         if len(batch) == 25:
-            _write(dynamodb, batch)
+            write_items(dynamodb, batch)
             batch = []
     if batch:
-        _write(dynamodb, batch)
+        write_items(dynamodb, batch)
 
 
-def _write(dynamodb: Any, batch: list[dict[str, Any]]) -> None:
-    request = {TABLE: batch}
+def write_items(dynamodb: Any, batch: list[dict[str, Any]], table: str = TABLE) -> None:
+    request = {table: batch}
     while request:
         request = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
 
@@ -124,7 +124,7 @@ def measure(sizes: tuple[int, ...]) -> list[LookupRow]:
         contract.ENV_SESSIONS_TABLE: TABLE,
     }
     rows: list[LookupRow] = []
-    with _environment(**fake), mock_aws():
+    with environment(**fake), mock_aws():
         # Endpoint variables from the caller's shell would bypass the mock.
         for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
             os.environ.pop(name)
@@ -139,10 +139,10 @@ def measure(sizes: tuple[int, ...]) -> list[LookupRow]:
         loader = boto3.client("dynamodb", config=Config(parameter_validation=False))
         now = int(time.time())
         target = [
-            {"PutRequest": {"Item": _item(10**10 + i, TARGET_USER, now)}}
+            {"PutRequest": {"Item": session_item(10**10 + i, TARGET_USER, now)}}
             for i in range(TARGET_CONNECTIONS)
         ]
-        _write(loader, target)
+        write_items(loader, target)
         loaded = TARGET_CONNECTIONS
         for size in sizes:
             started = time.perf_counter()

@@ -12,12 +12,15 @@ stack's. It reads one JSON request per line on stdin and answers one JSON line o
 - `{"op": "sequential", "user": U, "limit": N}`: what a sequential poster does: find U's
   connections, then `management.post` to at most N of them one after the other.
 - `{"op": "minimal", "user": U, "concurrency": C}`: the same posts with no SDK at all (below).
+- `{"op": "post_cpu", "user": U, "posts": N, "rounds": R}`: CPU per post of `management.post`
+  and of boto3's `post_to_connection`, side by side (below).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -25,6 +28,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import boto3
+from botocore.config import Config
 
 from functions import contract, environment, management, publish, sessions
 from local.events import sns_event
@@ -116,7 +121,41 @@ def _minimal(request: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": asyncio.run(post_all()), "posts": len(ids)}
 
 
-OPERATIONS = {"publish": _publish, "sequential": _sequential, "minimal": _minimal}
+def _post_cpu(request: dict[str, Any]) -> dict[str, Any]:
+    """Process CPU time per post, one post after another to the same N connections, rounds
+    alternating: ours (`management.post`: botocore's signer, a urllib3 connection) against
+    boto3's `post_to_connection` on a single-attempt client (what publish used before)."""
+    ids = list(sessions.connections_of(request["user"]))[: request["posts"]]
+    sdk = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=environment.required(contract.ENV_MANAGEMENT_ENDPOINT),
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+    body = json.dumps({"id": "post-cpu"}).encode()
+    posters: dict[str, Any] = {
+        "ours": lambda cid: management.post(cid, body),
+        "sdk": lambda cid: sdk.post_to_connection(ConnectionId=cid, Data=body),
+    }
+    for post in posters.values():  # connections and clients made before timing
+        post(ids[0])
+    per_post: dict[str, list[float]] = {name: [] for name in posters}
+    for _ in range(request["rounds"]):
+        for name, post in posters.items():
+            cpu = time.process_time()
+            for connection_id in ids:
+                post(connection_id)
+            per_post[name].append((time.process_time() - cpu) / len(ids))
+    return {name: statistics.median(values) for name, values in per_post.items()} | {
+        "posts": len(ids)
+    }
+
+
+OPERATIONS = {
+    "publish": _publish,
+    "sequential": _sequential,
+    "minimal": _minimal,
+    "post_cpu": _post_cpu,
+}
 
 
 def main() -> int:

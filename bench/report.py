@@ -6,9 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.cleanup import CleanupRow
 from bench.coldstart import ColdStart
 from bench.endtoend import Burst, EndToEnd, Memory
-from bench.fanout import FanoutRow
+from bench.fanout import FanoutRow, PostCost
 from bench.lookup import LookupRow
 from bench.profile import Profile
 
@@ -26,8 +27,10 @@ class Results:
     publish_timeout_seconds: int
     lambda_memory_mb: int
     lookup: list[LookupRow] = field(default_factory=list)
+    cleanup: list[CleanupRow] = field(default_factory=list)
     fanout: list[FanoutRow] = field(default_factory=list)
     handler_cpu_ms_per_post: float | None = None
+    post_cost: PostCost | None = None
     endtoend: EndToEnd | None = None
     memory: list[Memory] = field(default_factory=list)
     held_latency_ms: float | None = None
@@ -182,8 +185,8 @@ def _broadcast_arithmetic(results: Results) -> list[str]:
         full = 1000 / cpu_ms
         small = full * results.lambda_memory_mb / VCPU_MB
         lines.append(
-            f"- CPU: the handler spent {cpu_ms:.2f} ms of CPU per post here (botocore builds, "
-            f"signs and parses every call). Python runs one thread at a time, so one "
+            f"- CPU: the handler spent {cpu_ms:.2f} ms of CPU per post here (signing, HTTP, "
+            f"threads). Python runs one thread at a time, so one "
             f"invocation posts at most ~{full:,.0f}/s with a full vCPU ({VCPU_MB:,} MB) and "
             f"~{small:,.0f}/s at this stack's {results.lambda_memory_mb} MB (Lambda's CPU "
             "share is proportional to memory)."
@@ -202,7 +205,7 @@ def _broadcast_arithmetic(results: Results) -> list[str]:
     lines += [
         "- Reading: a broadcast scans the table in 4 parallel segments of 1 MB pages "
         "(~100 bytes a row: 100k rows ≈ 10 pages, 1M rows ≈ 100 pages, ~25 a segment), "
-        "seconds, not minutes; the connection ids of 1M rows take ~100 MB in a Python list.",
+        "seconds, not minutes; the connections of 1M rows take ~150 MB in a Python dict.",
         "",
         "So: up to ~100k connections one invocation can broadcast within Lambda's limit if "
         "`publishTimeoutSeconds` is raised to cover N / rate and the memory gives it the CPU; "
@@ -212,7 +215,7 @@ def _broadcast_arithmetic(results: Results) -> list[str]:
         "invocation (e.g. one SQS message per segment, the same handler consuming it), so "
         f"~{math.ceil(ACCOUNT_POSTS_PER_SECOND / max(rate, 1))} invocations together reach the "
         "10,000/s quota and 1M connections take ~100 s. Posts cannot be batched (the "
-        "management API takes one connection per call); the 410 clean-ups can (see below).",
+        "management API takes one connection per call); the 410 clean-ups are (below).",
         "",
     ]
     return lines
@@ -255,7 +258,7 @@ def markdown(results: Results, command: str) -> str:
     out += _coldstart_section(results)
     out += _profile_section(results)
     out += _bounds_section(results)
-    out += OPTIMISATIONS
+    out += _optimisations_section(results)
     out += PROPOSALS
     if results.notes:
         out += ["## Notes from this run", ""] + [f"- {note}" for note in results.notes] + [""]
@@ -339,8 +342,45 @@ def _fanout_section(results: Results) -> list[str]:
             f"The handler process used {results.handler_cpu_ms_per_post:.2f} ms of CPU per "
             "post (process CPU time over the largest fan-out / K).",
         ]
+    cost = results.post_cost
+    if cost:
+        lines += [
+            "",
+            f"CPU per post side by side in the handler's process ({cost.posts} posts one after "
+            f"another, {cost.rounds} alternating rounds, medians): ours "
+            f"(`functions.management.post`) {cost.ours_ms:.2f} ms, boto3's "
+            f"`post_to_connection` {cost.sdk_ms:.2f} ms ({cost.sdk_ms / cost.ours_ms:.1f}x "
+            "more).",
+        ]
     lines.append("")
     lines += _broadcast_arithmetic(results)
+    lines += _cleanup_section(results)
+    return lines
+
+
+def _cleanup_section(results: Results) -> list[str]:
+    if not results.cleanup:
+        return []
+    lines = [
+        "### Clean-up of gone connections",
+        "",
+        "DynamoDB calls to delete the rows of N connections that answered 410 (after a "
+        "deployment most rows a broadcast finds can be stale): ours, 25 rows to a "
+        "`BatchWriteItem` (the lookup says how old each row is), against one delete per row "
+        "conditional on its age (what publish did before; it still does so for a connection "
+        "of unknown age). moto in-process: its times show the number of round trips, not "
+        "DynamoDB's latency.",
+        "",
+        "| gone rows | ours: calls | one per row: calls | fewer calls | ours (moto) | "
+        "one per row (moto) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results.cleanup:
+        lines.append(
+            f"| {row.gone:,} | {row.batched_calls:,} | {row.single_calls:,} | "
+            f"{row.ratio:.0f}x | {row.batched_ms:,.0f} ms | {row.single_ms:,.0f} ms |"
+        )
+    lines.append("")
     return lines
 
 
@@ -514,8 +554,8 @@ def _bounds_section(results: Results) -> list[str]:
         )
         if cpu_ms:
             text += (
-                f"The handler spends {cpu_ms:.2f} ms of CPU per post, nearly all of it in "
-                f"botocore (see the profile), and Python runs one thread at a time: C = "
+                f"The handler spends {cpu_ms:.2f} ms of CPU per post (signing, HTTP, "
+                f"threads: see the profile), and Python runs one thread at a time: C = "
                 f"{row.concurrency} posts take {row.concurrency * cpu_ms:.0f} ms of CPU, against "
                 f"L = {row.latency_ms} ms, so posting is CPU-bound at ≥ K x {cpu_ms:.2f} ms = "
                 f"{1000 * cpu_ms:,.0f} ms for 1,000 posts before any waiting. "
@@ -569,13 +609,13 @@ def _bounds_section(results: Results) -> list[str]:
                     f"GIL: at most ~{1000 / max(burst.cpu_ms_per_delivery, 1e-9):,.0f}/s even "
                     "with a core to itself. "
                     + (
-                        "Each delivery here is one post: the handler's botocore call and the "
+                        "Each delivery here is one post: the handler's signed request and the "
                         "gateway's request and frame, in the same process as the emulator."
                         if burst.users_per_message == 0
-                        else "The profile puts most of it in moto (the GSI query walking the "
-                        "table, the SNS publish), not in our handlers; each delivery also "
-                        "costs a handful of botocore calls (SQS receive and delete, the "
-                        "pending read, the query, the post)."
+                        else "The profile puts most of it in moto and its HTTP server (the SNS "
+                        "publish, the SQS receive and delete, the pending read, the query), "
+                        "not in our handlers: each delivery is a handful of AWS calls, each "
+                        "one a request the emulator parses, serves and answers in Python."
                     )
                 )
     cold = results.coldstart
@@ -597,55 +637,71 @@ def _bounds_section(results: Results) -> list[str]:
     return lines
 
 
-OPTIMISATIONS = [
-    "## Optimisations made",
-    "",
-    "Measured before optimising (the profile above): our handlers' own code is a few percent "
-    "of the CPU on every path; botocore (per call) and, locally, moto dominate. One change "
-    "the measurements justified:",
-    "",
-    "- **Posting threads kept for the container's life** (`functions.publish._pool`): the "
-    "handler started C threads on every invocation and joined them at the end. Side by side "
-    "(the handler in one process against the local stack, the old and the new way "
-    "alternating, 60 publishes each): single-user publish p50 9.3 → 8.4 ms in one run, "
-    "6.2 → 5.9 ms in another; a user with 10 connections 19.1 → 18.0 ms. A 5-10 % gain.",
-    "",
-    "Tried and dropped: `parameter_validation=False` on the management client (side by side, "
-    "0.644 vs 0.659 ms of CPU per post: no difference). Checked: our own layer around a post "
-    "costs nothing measurable — CPU per post against a local endpoint, side by side: the "
-    "bare botocore call 0.623 ms, `management.post` (client cache, backoff, error "
-    "translation) 0.620 ms, the same through the handler's pool of 32 threads 0.639 ms.",
-    "",
-]
+def _optimisations_section(results: Results) -> list[str]:
+    lines = [
+        "## Optimisations made",
+        "",
+        "Profiled before optimising: our handlers' own code was a few percent of the CPU on "
+        "every path; botocore's per-call pipeline (in the handler) and moto (locally) "
+        "dominated. The changes the measurements justified:",
+        "",
+    ]
+    cost = results.post_cost
+    if cost:
+        lines.append(
+            "- **Posts without the SDK's per-call pipeline** (`functions.management`): the "
+            "same request boto3's `post_to_connection` sends (same URL and body, signed by "
+            "botocore's own SigV4 signer; `tests/unit/test_management.py` checks it against "
+            "boto3's), sent on a kept-alive urllib3 connection per posting thread, without "
+            "parameter validation, serializers, event hooks, endpoint rules and response "
+            f"parsers. This run, side by side: {cost.ours_ms:.2f} ms of CPU per post against "
+            f"{cost.sdk_ms:.2f} ms for boto3's call ({cost.sdk_ms / cost.ours_ms:.1f}x less)."
+        )
+    if results.cleanup:
+        largest = results.cleanup[-1]
+        lines.append(
+            "- **Gone connections deleted in batches** (`functions.sessions.forget_gone`): the "
+            "user index carries `connectedAt`, so the connecting grace is checked from the "
+            "lookup and the rows go 25 to a `BatchWriteItem` once the posts are done: "
+            f"{largest.batched_calls:,} calls instead of {largest.single_calls:,} for "
+            f"{largest.gone:,} gone rows (section 2)."
+        )
+    lines += [
+        "- **Posting threads kept for the container's life** (`functions.publish._pool`): the "
+        "handler started C threads on every invocation and joined them at the end. Side by "
+        "side (the handler in one process against the local stack, the old and the new way "
+        "alternating, 60 publishes each): single-user publish p50 9.3 → 8.4 ms in one run, "
+        "6.2 → 5.9 ms in another; a user with 10 connections 19.1 → 18.0 ms. A 5-10 % gain.",
+        "- **The emulator's user index** (`local/gsi_query_index.py`, local stack only): moto "
+        "answers a Query on a global secondary index by walking the whole table, which put "
+        "58-86 % of the local stack's CPU in `Table.query` with 1,000-10,000 connections "
+        "held. The local stack keeps a per-index map from key to items, rebuilt when the "
+        "table changes, and answers the same (checked against moto's own answers by "
+        "`tests/unit/test_emulator_query_index.py`).",
+        "",
+        "Tried and dropped: `parameter_validation=False` on the SDK's management client (side "
+        "by side, 0.644 vs 0.659 ms of CPU per post: no difference).",
+        "",
+    ]
+    return lines
+
 
 PROPOSALS = [
     "## Changes the design allows, proposed (not made)",
     "",
-    "The profile puts our own code at a few percent of the CPU; what is left is the SDK "
-    "(botocore builds, signs and parses every call) and, locally, the emulator. These are "
-    "the changes that would move the figures, with why they were not made here:",
-    "",
-    "- **Batch the clean-up of gone connections.** Every 410 deletes its row with one "
-    "DeleteItem; a broadcast after a deployment may meet thousands. `BatchWriteItem` takes "
-    "25 deletes a call: ⌈N/25⌉ round trips (and 1/25 of the SDK CPU) instead of N. Needs "
-    "`dynamodb:BatchWriteItem` on the sessions table in the publish role (infra/stack.py "
-    "and the exact-grant tests), retrying `UnprocessedItems`. Not made: it changes the IAM "
-    "policy, which was being edited concurrently.",
-    "- **Stream a broadcast.** `sessions.all_connections` collects every id before the "
-    "first post; posting each scan page as it arrives overlaps the scan with posting and "
-    "keeps memory flat (1M ids ≈ 100 MB in a Python list, at 256 MB of Lambda memory). "
-    "It touches the pending-deliveries bookkeeping, which expects the full list.",
     "- **Split large broadcasts across invocations.** One invocation is CPU-bound at "
-    "~1/(CPU per post) posts/s; handing each scan segment to its own invocation (an SQS "
-    "message per segment, the same handler consuming it) multiplies that until the "
-    "account's 10,000 posts/s quota is the bound (1M connections in ~100 s).",
-    "- **Post without the SDK's per-call machinery.** Measured by hand on this machine "
-    "against a local HTTP endpoint: `post_to_connection` through botocore took ~0.65 ms of "
-    "CPU per call; the same request signed with botocore's `SigV4Auth` and sent on a "
-    "`urllib3` pool, ~0.29 ms (2.2x less; `parameter_validation=False` changed nothing "
-    "measurable). It would bring C x CPU-per-post under L at C = 32. Not made: the unit "
-    "tests stub posts through botocore (Stubber, moto, client event hooks), and error "
-    "translation would have to be redone by hand.",
+    "~1/(CPU per post) posts/s; handing each scan segment to its own invocation (an "
+    "asynchronous self-invocation or an SQS message per segment, the same handler consuming "
+    "it) multiplies that until the account's 10,000 posts/s quota is the bound (1M "
+    "connections in ~100 s). It needs its own failure bookkeeping (pending deliveries and "
+    "dead letters per segment, the replay of a segment) and a local Lambda invoke API, so "
+    "it is a feature of its own, not an optimisation.",
+    "- **Stream a broadcast.** `sessions.all_connections` collects every connection before "
+    "the first post. Posting each scan page as it arrives would overlap the scan (about a "
+    "second for 100k rows: 10 pages of 1 MB over 4 segments) with posting (a minute or more "
+    "for 100k, section 2) — a gain of a few percent — and keep memory flat. Not made: a scan "
+    "page that fails after some posts were made could then not be recorded as owed, so "
+    "Lambda's retry would post to everyone again.",
     "- **Give the publish function the CPU.** Lambda's CPU share is proportional to "
     "memory (a full vCPU at 1,769 MB); at the default 256 MB the CPU per post is ~7x the "
     "figure above. For large fan-outs raise `lambdaMemoryMb` and `publishTimeoutSeconds` "
