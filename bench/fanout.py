@@ -51,6 +51,11 @@ class FanoutRow:
     # The same posts from a minimal asyncio poster (aiohttp, no SDK) in the same process, C at
     # a time: what the gateway and this machine allow (median).
     minimal_seconds: float
+    # CPU per post while the minimal poster ran: the gateway's (the stack process: request,
+    # frame, answer) and the minimal poster's own, in ms; None when the posts took too little
+    # CPU for the kernel's 10 ms accounting ticks to tell.
+    gateway_cpu_ms: float | None
+    minimal_cpu_ms: float | None
 
     @property
     def ideal_seconds(self) -> float:
@@ -62,6 +67,15 @@ class FanoutRow:
 
     def over_ideal(self, seconds: float) -> float:
         return seconds / self.ideal_seconds
+
+    @property
+    def lockstep_seconds(self) -> float:
+        """The fan-out time when the C posts of a round reach the gateway together and it
+        serves them one after another: ⌈K/C⌉·(L + C·g), g the gateway's CPU per post. What
+        even a poster that cost nothing would take here."""
+        rounds = math.ceil(self.connections / self.concurrency)
+        per_round_ms = self.latency_ms + self.concurrency * (self.gateway_cpu_ms or 0.0)
+        return rounds * per_round_ms / 1000
 
     @property
     def speedup(self) -> float:
@@ -195,10 +209,17 @@ def measure(
                 handler_profile, stack_profile = (recorder.stop() for recorder in recorders)
                 profiles[f"fan-out to {k:,}: publish handler process"] = handler_profile
                 profiles[f"fan-out to {k:,}: stack process (gateway, emulator)"] = stack_profile
-            minimal = [
-                worker.ask(op="minimal", user=user, concurrency=concurrency)["seconds"]
-                for _ in range(count)
+            worker.ask(op="remember", user=user)
+            stack_cpu = stack.cpu_seconds()
+            minimal_answers = [
+                worker.ask(op="minimal", user=user, concurrency=concurrency) for _ in range(count)
             ]
+            minimal_posts = max(1, sum(answer["posts"] for answer in minimal_answers))
+            gateway_cpu = stack.cpu_seconds() - stack_cpu
+            minimal_cpu = sum(answer["cpu_seconds"] for answer in minimal_answers)
+            gateway_cpu_ms = gateway_cpu * 1000 / minimal_posts if gateway_cpu >= 0.2 else None
+            minimal_cpu_ms = minimal_cpu * 1000 / minimal_posts if minimal_cpu >= 0.2 else None
+            minimal = [answer["seconds"] for answer in minimal_answers]
             sequential = worker.ask(op="sequential", user=user, limit=SEQUENTIAL_SAMPLE)
             per_post = sequential["seconds"] / max(sequential["posts"], 1)
             rows.append(
@@ -215,6 +236,8 @@ def measure(
                     sequential_measured_posts=sequential["posts"],
                     cpu_seconds=statistics.median(cpu),
                     minimal_seconds=statistics.median(minimal),
+                    gateway_cpu_ms=gateway_cpu_ms,
+                    minimal_cpu_ms=minimal_cpu_ms,
                 )
             )
     finally:
