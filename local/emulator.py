@@ -59,15 +59,22 @@ class _MotoServer(ThreadedMotoServer):
 
 
 def _speed_up_moto() -> None:
-    """Two of moto's per-request costs that grow with load, removed without changing answers.
+    """moto's per-request costs that grow with load, removed without changing answers.
 
     - Every request lists moto's package directory (under a global lock) to match the host
       against backend names: the list never changes, so it is computed once.
+    - Every request lists the methods of its service's response class (inspect.getmembers,
+      a few hundred attributes) to check that the action exists: the classes never change,
+      so each list is computed once.
     - Every received SQS message computes all of its queue's attributes, counting the queue's
       messages, only to read the retention period: a receive from a deep queue (a burst of
       notifications) became quadratic. The retention period is read directly.
     - SQS asks for the current time once per message whenever it counts a queue (each send
       does); moto builds two datetimes per call. The same number comes from time.time().
+    - A Query on a global secondary index (the publish handler's lookup of a user's
+      connections) sorted and tested every item of the table: each delivery cost time in
+      proportion to the connections held. moto's Query now walks only the items under the
+      queried hash-key value, from a map rebuilt after writes (`local.gsi_query_index`).
 
     And one race fixed: moto deletes an SQS message by rebuilding the queue's message list
     without the lock its sends append under, so a message sent at that moment (SNS fanning a
@@ -75,13 +82,28 @@ def _speed_up_moto() -> None:
     lost. The rebuild now holds that lock.
     """
     from moto import backends
-    from moto.core import utils
+    from moto.core import responses, utils
     from moto.sqs import models as sqs_models
+
+    from local import gsi_query_index
 
     if getattr(backends, "_local_stack_patched", False):
         return
+    gsi_query_index.install()
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+
+    method_names_by_class: dict[type, frozenset[str]] = {}
+
+    def method_names_from_class(response_class: type) -> frozenset[str]:
+        # Only tested for membership (`action in method_names`).
+        names = method_names_by_class.get(response_class)
+        if names is None:
+            names = frozenset(utils.method_names_from_class(response_class))
+            method_names_by_class[response_class] = names
+        return names
+
+    responses.method_names_from_class = method_names_from_class  # type: ignore[assignment]
 
     def unix_time(dt: Any = None) -> float:
         return time.time() if dt is None else utils.unix_time(dt)
