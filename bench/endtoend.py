@@ -67,9 +67,6 @@ class EndToEnd:
     sns_to_sqs_ms: list[float] = field(default_factory=list)
     gsi_query_ms: list[float] = field(default_factory=list)
     management_post_ms: list[float] = field(default_factory=list)
-    # Not part of the floor, but on our path: the pending-deliveries read every publish makes
-    # (a consistent GetItem, in parallel with the GSI query).
-    pending_read_ms: list[float] = field(default_factory=list)
     lost: int = 0
     bursts: list[Burst] = field(default_factory=list)
 
@@ -143,7 +140,6 @@ def measure(stack: LocalStack, clients: Clients, users: int, samples: int, burst
     probe = _Probe(stack)
     topic = stack.outputs["topicArn"]
     table = stack.outputs["sessionsTable"]
-    pending_table = stack.outputs["pendingDeliveriesTable"]
     chooser = random.Random(5)
     connection_of = {}
     for index in chooser.sample(range(users), min(users, 20)):
@@ -172,14 +168,6 @@ def measure(stack: LocalStack, clients: Clients, users: int, samples: int, burst
                 ExpressionAttributeValues={":u": {"S": e2e_user(index)}},
             )
             result.gsi_query_ms.append((time.perf_counter() - started) * 1000)
-
-            started = time.perf_counter()
-            dynamodb.get_item(
-                TableName=pending_table,
-                Key={contract.PENDING_NOTIFICATION_ID: {"S": f"bench-{sample}"}},
-                ConsistentRead=True,
-            )
-            result.pending_read_ms.append((time.perf_counter() - started) * 1000)
 
             # One management POST until the client has the frame.
             frame_id = f"floor-{sample}"

@@ -129,4 +129,9 @@ ENV_DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 ENV_PENDING_DELIVERIES_TABLE = "PENDING_DELIVERIES_TABLE"
 PENDING_NOTIFICATION_ID = "notificationId"  # partition key (S)
 PENDING_REMAINING = "remaining"  # string set: connection ids still owed the notification
+# Optional: how soon after its SNS publish a failed event can come back at the earliest. Lambda
+# waits a minute before retrying a failed asynchronous invocation, so a record younger than this
+# is a first attempt with nothing owed from before, and the pending read is skipped. 0: always
+# read.
+ENV_FIRST_RETRY_AFTER_SECONDS = "FIRST_RETRY_AFTER_SECONDS"
 # Pending rows expire through TTL on contract.EXPIRES_AT (epoch seconds) as well.

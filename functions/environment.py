@@ -16,6 +16,10 @@ DEFAULT_PUBLISH_CONCURRENCY = 32
 # to open, so a 410 does not delete it. `$connect` returns milliseconds after the write; the
 # margin covers a slow integration. A row kept here is removed by a later 410 or by TTL.
 DEFAULT_CONNECTING_GRACE_SECONDS = 5
+# Lambda retries a failed asynchronous invocation one minute after it failed, then two minutes
+# after that (AWS Lambda developer guide, error handling for asynchronous invocation); half of
+# it leaves room for the clocks of SNS and Lambda to disagree.
+DEFAULT_FIRST_RETRY_AFTER_SECONDS = 30
 
 
 class ConfigurationError(RuntimeError):
@@ -69,4 +73,10 @@ def publish_concurrency() -> int:
 def connecting_grace_seconds() -> int:
     return integer(
         contract.ENV_CONNECTING_GRACE_SECONDS, DEFAULT_CONNECTING_GRACE_SECONDS, minimum=0
+    )
+
+
+def first_retry_after_seconds() -> int:
+    return integer(
+        contract.ENV_FIRST_RETRY_AFTER_SECONDS, DEFAULT_FIRST_RETRY_AFTER_SECONDS, minimum=0
     )

@@ -4,8 +4,8 @@ For each SNS record: read the notification id (the `notificationId` attribute wh
 the replay tool set it, else the SNS MessageId) and the target from the message attributes
 (`userId` as String or String.Array, or `broadcast` = "all"); build the client envelope once;
 find the users' connections through the user index (every page) while reading, at the same
-time, whether an earlier attempt left connections still owed this notification; post to them
-all at once with a bounded thread pool.
+time, whether an earlier attempt left connections still owed this notification (unless the
+record is too young to be a retry); post to them all at once with a bounded thread pool.
 
 The guarantee: at-least-once delivery to every connection live at publish time, each frame
 carrying the notification's stable `id`, and no fan-out again on retry.
@@ -18,7 +18,8 @@ carrying the notification's stable `id`, and no fan-out again on retry.
   last retry the event lands in the dead-letter queue (the function's on-failure destination).
 - Duplicates remain possible where they cannot be told apart from a loss: a post that arrived
   but whose answer did not (timeout), a run cut short by the function's timeout before it could
-  record what was owed, SNS delivering the same message twice, or a pending record that could
+  record what was owed, SNS delivering the same message twice (the second copy may also come
+  too soon after the first to read what the first left owed), or a pending record that could
   not be written. They carry the same `id`; clients drop them.
 - A failure a retry cannot fix goes straight to the dead-letter queue with a reason code and the
   record as received, and is not raised: an invalid or malformed target, attributes of ours in
@@ -35,9 +36,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from functions import contract, dead_letters, environment, management, pending, retry, sessions
@@ -162,7 +165,7 @@ def _pool(size: int) -> Executor:
 def _publish(record: Any, run: Run) -> bool:
     """Deliver one record; True once it is settled (delivered, gone or dead-lettered)."""
     notification_id = record_id(record)
-    owed = _owed_lookup(notification_id, run)
+    owed = _owed_lookup(notification_id, record, run)
     try:
         sns = read_record(record)
         read_notification_id(sns)  # a malformed `notificationId` is refused, not replaced
@@ -484,11 +487,34 @@ def _dead_letter(
     return True
 
 
-def _owed_lookup(notification_id: str | None, run: Run) -> Future[frozenset[str] | None] | None:
-    """Start reading what an earlier attempt left owed (alongside the connection lookup)."""
-    if notification_id is None or pending.table() is None:
+def _owed_lookup(
+    notification_id: str | None, record: Any, run: Run
+) -> Future[frozenset[str] | None] | None:
+    """Start reading what an earlier attempt left owed (alongside the connection lookup),
+    unless the record is too young to be Lambda's retry of an attempt that failed."""
+    if notification_id is None or pending.table() is None or _first_attempt(record):
         return None
     return run.pool.submit(pending.load, notification_id, run.backoff)
+
+
+def _first_attempt(record: Any) -> bool:
+    """True when this record cannot have been tried before: its id is the SNS MessageId (a
+    `notificationId` attribute may be reused, by a replay for one) and SNS published it more
+    recently than Lambda's first retry could come. Anything unclear counts as a retry."""
+    sns = record.get("Sns") if isinstance(record, dict) else None
+    if not isinstance(sns, dict) or not isinstance(sns.get("Timestamp"), str):
+        return False
+    attributes = sns.get("MessageAttributes")
+    if not isinstance(attributes, dict) or contract.NOTIFICATION_ID_ATTRIBUTE in attributes:
+        return False
+    try:
+        published = datetime.fromisoformat(sns["Timestamp"])
+    except ValueError:
+        return False
+    if published.tzinfo is None:
+        return False
+    age = time.time() - published.timestamp()
+    return 0 <= age < environment.first_retry_after_seconds()
 
 
 def _already_settled(

@@ -142,6 +142,7 @@ async def _run(options: Options) -> int:
             pending_deliveries_table=names.of("pending-deliveries"),
             dead_letter_queue_url=created["deadLetterQueueUrl"],
             connecting_grace_seconds=options.connecting_grace_seconds,
+            first_retry_after_seconds=min(options.retries.delays_seconds, default=0),
         )
         log.info(
             "emulator %s: table %s, topic %s, SSM %s",
@@ -257,10 +258,14 @@ def _set_handler_environment(
     pending_deliveries_table: str,
     dead_letter_queue_url: str,
     connecting_grace_seconds: int | None = None,
+    first_retry_after_seconds: int | None = None,
 ) -> None:
     """The variables the Pulumi program gives the functions, with local values."""
     if connecting_grace_seconds is not None:
         os.environ[contract.ENV_CONNECTING_GRACE_SECONDS] = str(connecting_grace_seconds)
+    if first_retry_after_seconds is not None:
+        # Lambda's retries come a minute apart; the local stack's as soon as its delays say.
+        os.environ[contract.ENV_FIRST_RETRY_AFTER_SECONDS] = str(first_retry_after_seconds)
     os.environ.update(
         {
             contract.ENV_SESSIONS_TABLE: table,

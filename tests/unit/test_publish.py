@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -639,6 +640,68 @@ def test_the_pending_read_runs_alongside_the_connection_lookup(
     monkeypatch.setattr(sessions, "connections_of", lookup)
     monkeypatch.setattr(pending, "load", load)
     assert run(sns_record("{}", {"userId": string("user-2")}))["delivered"] == 1
+
+
+def iso_seconds_ago(seconds: float) -> str:
+    moment = datetime.now(UTC) - timedelta(seconds=seconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.fixture
+def pending_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The notification ids whose pending deliveries the handler read."""
+    reads: list[str] = []
+    real_load = pending.load
+
+    def load(notification_id: str, backoff: retry.Backoff) -> frozenset[str] | None:
+        reads.append(notification_id)
+        return real_load(notification_id, backoff)
+
+    monkeypatch.setattr(pending, "load", load)
+    return reads
+
+
+def test_a_record_too_young_to_be_a_retry_skips_the_pending_read(
+    users: Any, pending_reads: list[str], management_api: ScriptedManagementApi
+) -> None:
+    # Lambda retries a failed event a minute after the attempt: a record SNS published a
+    # moment ago is a first attempt, and nothing can be owed for it yet.
+    run(sns_record("{}", {"userId": string("user-2")}, timestamp=iso_seconds_ago(1)))
+    assert pending_reads == []
+    assert set(management_api.delivered) == {"u2-web="}
+
+
+@pytest.mark.parametrize(
+    ("why", "timestamp", "attributes"),
+    [
+        ("old enough to be a retry", 45.0, {}),
+        ("its id can be reused (a replay)", 1.0, {"notificationId": string("order-42")}),
+        ("published in the future by this clock", -5.0, {}),
+        ("no readable publish time", None, {}),
+    ],
+)
+def test_a_record_that_may_be_a_retry_reads_what_is_owed(
+    users: Any,
+    pending_reads: list[str],
+    why: str,
+    timestamp: float | None,
+    attributes: dict[str, Any],
+) -> None:
+    record = sns_record(
+        "{}",
+        {"userId": string("user-2"), **attributes},
+        timestamp=iso_seconds_ago(timestamp) if timestamp is not None else "yesterday",
+    )
+    run(record)
+    assert pending_reads == [publish.record_id(record)], why
+
+
+def test_with_no_first_retry_delay_every_record_reads_what_is_owed(
+    users: Any, pending_reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(contract.ENV_FIRST_RETRY_AFTER_SECONDS, "0")
+    run(sns_record("{}", {"userId": string("user-2")}, timestamp=iso_seconds_ago(0.5)))
+    assert pending_reads == [MESSAGE_ID]
 
 
 def test_the_notification_id_attribute_is_the_envelope_id_and_the_pending_key(
