@@ -16,6 +16,8 @@ from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import NoCredentialsError, NoRegionError
 
+from functions import environment
+
 # Standard mode retries throttling (API Gateway's 429 LimitExceededException included) and
 # transient 5xx with backoff; the legacy default does not retry a 429. The handlers other than
 # publish rely on it.
@@ -40,8 +42,13 @@ def client(
 
     Without `endpoint_url` boto3 resolves the endpoint itself, which honours the standard
     `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables. `retried=False` gives a client
-    that makes a single attempt per call, for callers that retry themselves.
+    that makes a single attempt per call, for callers that retry themselves: the publish path,
+    whose calls run on up to PUBLISH_CONCURRENCY threads at once, so its clients keep that many
+    connections (botocore's default of 10 would open and throw away a connection, a TLS
+    handshake on AWS, for every call beyond the tenth in flight).
     """
+    if not retried:
+        config.setdefault("max_pool_connections", environment.publish_concurrency())
     key = (service_name, endpoint_url, retried, *sorted(config.items()))
     cached = _clients.get(key)
     if cached is not None:

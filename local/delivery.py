@@ -276,6 +276,10 @@ def _summary(result: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def sqs_client_for_polling() -> Any:
-    """An SQS client whose read timeout outlasts the long poll."""
-    return boto3.client("sqs", config=Config(read_timeout=POLL_WAIT_SECONDS + 10))
+def sqs_client_for_polling(workers: int = WORKERS) -> Any:
+    """An SQS client whose read timeout outlasts the long poll, with a connection for the
+    poller and each worker (a smaller pool opens and throws away one per call beyond it)."""
+    return boto3.client(
+        "sqs",
+        config=Config(read_timeout=POLL_WAIT_SECONDS + 10, max_pool_connections=workers + 1),
+    )

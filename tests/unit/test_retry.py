@@ -144,6 +144,8 @@ def test_publish_path_clients_make_one_attempt_per_call(moto: None) -> None:
     assert single is not aws.client("dynamodb")
     assert single.meta.config.retries["total_max_attempts"] == 1
     assert aws.client("dynamodb").meta.config.retries["total_max_attempts"] > 1
+    # One connection per posting thread (PUBLISH_CONCURRENCY is 8 here), so none is thrown away.
+    assert single.meta.config.max_pool_connections == 8
 
 
 def test_a_throttled_index_query_is_retried_page_by_page(dynamodb: Any) -> None:
