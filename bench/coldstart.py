@@ -3,6 +3,9 @@ zipped size of the Lambda package.
 
 Each measurement is a fresh interpreter that imports boto3, then the handler module, timing
 each import with `time.perf_counter()` (interpreter start-up left out); repeated, medians taken.
+The module is imported from a copy of the package's files with no bytecode cache, as Lambda
+runs it (the source is compiled at every cold start); boto3 is the installed one, compiled,
+as the Lambda runtime's is.
 The ratio is (boto3 + what the module added) / boto3. The package is the archive Pulumi ships:
 `infra.functions.code_files()` (asked in a subprocess, since `infra` imports Pulumi), zipped
 in memory with deflate as Lambda zip uploads are.
@@ -12,9 +15,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,31 +57,35 @@ class ColdStart:
     source_bytes: int
 
 
-def _run(script: str) -> str:
+def _run(script: str, cwd: Path = ROOT) -> str:
+    # No bytecode written or read for the package: Lambda runs the archive's source from a
+    # read-only directory, so every cold start compiles it.
+    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def _package() -> tuple[int, int, int]:
-    listing = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json; from infra.functions import code_files; "
-            "print(json.dumps({k: str(v) for k, v in code_files().items()}))",
-        ],
-        cwd=ROOT,
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        env=environment,
         capture_output=True,
         text=True,
         check=True,
-    ).stdout
-    files: dict[str, str] = json.loads(listing.strip().splitlines()[-1])
+    ).stdout.strip()
+
+
+def _package_files() -> dict[str, Path]:
+    """Archive name -> file, as the Pulumi program packages the functions."""
+    listing = _run(
+        "import json; from infra.functions import code_files; "
+        "print(json.dumps({k: str(v) for k, v in code_files().items()}))"
+    )
+    return {name: Path(path) for name, path in json.loads(listing.splitlines()[-1]).items()}
+
+
+def _zipped(files: dict[str, Path]) -> tuple[int, int, int]:
     buffer = io.BytesIO()
     source = 0
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, path in sorted(files.items()):
-            data = Path(path).read_bytes()
+            data = path.read_bytes()
             source += len(data)
             archive.writestr(name, data)
     return len(buffer.getvalue()), len(files), source
@@ -83,21 +93,28 @@ def _package() -> tuple[int, int, int]:
 
 def measure(repeats: int) -> ColdStart:
     modules = [f"functions.{handler}" for handler in contract.HANDLERS]
+    files = _package_files()
     timings: dict[str, list[tuple[float, float]]] = {module: [] for module in modules}
-    for _ in range(repeats):
-        for module in modules:
-            boto3_s, added_s = map(float, _run(TIMER.format(module=module)).split())
-            timings[module].append((boto3_s * 1000, added_s * 1000))
     rows = []
-    for module in modules:
-        needs = _run(NEEDS_BOTO3.format(module=module)) == "True"
-        rows.append(
-            ImportRow(
-                module,
-                needs_boto3=needs,
-                boto3_ms=statistics.median(b for b, _ in timings[module]),
-                added_ms=statistics.median(a for _, a in timings[module]),
+    with tempfile.TemporaryDirectory(prefix="bench-package-") as extracted:
+        # The package as Lambda unpacks it: its files only, no bytecode cache beside them.
+        task = Path(extracted)
+        for name, path in files.items():
+            (task / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, task / name)
+        for _ in range(repeats):
+            for module in modules:
+                boto3_s, added_s = map(float, _run(TIMER.format(module=module), task).split())
+                timings[module].append((boto3_s * 1000, added_s * 1000))
+        for module in modules:
+            needs = _run(NEEDS_BOTO3.format(module=module), task) == "True"
+            rows.append(
+                ImportRow(
+                    module,
+                    needs_boto3=needs,
+                    boto3_ms=statistics.median(b for b, _ in timings[module]),
+                    added_ms=statistics.median(a for _, a in timings[module]),
+                )
             )
-        )
-    size, count, source = _package()
+    size, count, source = _zipped(files)
     return ColdStart(rows, size, count, source)
