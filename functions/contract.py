@@ -7,8 +7,7 @@ keeping copies of their own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # --- Handlers -------------------------------------------------------------------------------
 # One module per handler in this package, each exposing `handler(event, context)`.
@@ -31,8 +30,7 @@ def handler_path(handler: str) -> str:
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     key: str
     handler: str
     # A route that answers the client with the integration's return value needs a route

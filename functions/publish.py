@@ -39,9 +39,8 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from functions import contract, dead_letters, environment, management, pending, retry, sessions
 
@@ -102,14 +101,12 @@ class PublishIncomplete(Exception):
         self.summary = summary
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     users: tuple[str, ...] = ()
     broadcast: bool = False
 
 
-@dataclass
-class Run:
+class Run(NamedTuple):
     """What every record of one invocation shares."""
 
     backoff: retry.Backoff

@@ -23,8 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -82,8 +81,7 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, HTTPClientError | BotoConnectionError)
 
 
-@dataclass(frozen=True)
-class Backoff:
+class Backoff(NamedTuple):
     """How often and how long to retry one call; `call` applies it."""
 
     max_attempts: int = 6
@@ -100,7 +98,7 @@ class Backoff:
     def within(self, context: Any) -> Backoff:
         """This policy bounded by a Lambda context's remaining time (unbounded without one)."""
         remaining = getattr(context, "get_remaining_time_in_millis", None)
-        return replace(self, remaining_ms=remaining) if callable(remaining) else self
+        return self._replace(remaining_ms=remaining) if callable(remaining) else self
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (1 = the first retry)."""

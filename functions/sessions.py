@@ -14,9 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -33,8 +32,7 @@ Connections = dict[str, str | None]
 Mapper = Callable[..., Iterator[Any]]
 
 
-@dataclass(frozen=True)
-class Forgotten:
+class Forgotten(NamedTuple):
     """What `forget_gone` did with the rows of connections the management API called gone."""
 
     deleted: tuple[str, ...] = ()
