@@ -649,9 +649,11 @@ def _bounds_section(results: Results) -> list[str]:
                         "gateway's request and frame, in the same process as the emulator."
                         if burst.users_per_message == 0
                         else "The profile puts most of it in moto and its HTTP server (the SNS "
-                        "publish, the SQS receive and delete, the pending read, the query), "
-                        "not in our handlers: each delivery is a handful of AWS calls, each "
-                        "one a request the emulator parses, serves and answers in Python."
+                        "publish, the SQS receive and delete, the query, and the pending read "
+                        "of a message that waited in the queue longer than the local stack's "
+                        "1 s first retry delay, as messages of a burst do), not in our "
+                        "handlers: each delivery is a handful of AWS calls, each one a request "
+                        "the emulator parses, serves and answers in Python."
                     )
                 )
     cold = results.coldstart
@@ -688,10 +690,11 @@ def _optimisations_section(results: Results) -> list[str]:
             "- **Posts without the SDK's per-call pipeline** (`functions.management`): the "
             "same request boto3's `post_to_connection` sends (same URL and body, signed by "
             "botocore's own SigV4 signer; `tests/unit/test_management.py` checks it against "
-            "boto3's), sent on a kept-alive urllib3 connection per posting thread, without "
-            "parameter validation, serializers, event hooks, endpoint rules and response "
-            f"parsers. This run, side by side: {cost.ours_ms:.2f} ms of CPU per post against "
-            f"{cost.sdk_ms:.2f} ms for boto3's call ({cost.sdk_ms / cost.ours_ms:.1f}x less)."
+            "boto3's), sent on a kept-alive `http.client` connection per posting thread, "
+            "without parameter validation, serializers, event hooks, endpoint rules, response "
+            f"parsers and urllib3's pool. This run, side by side: {cost.ours_ms:.2f} ms of CPU "
+            f"per post against {cost.sdk_ms:.2f} ms for boto3's call "
+            f"({cost.sdk_ms / cost.ours_ms:.1f}x less)."
         )
     if results.cleanup:
         largest = results.cleanup[-1]
