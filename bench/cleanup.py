@@ -11,12 +11,11 @@ round trips, not DynamoDB's latency (each call is a network round trip of a few 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.lookup import REGION, environment, session_item, write_items
+from bench.lookup import in_process_dynamodb, session_item, write_items
 from functions import aws, contract, sessions
 
 TABLE = "bench-cleanup"
@@ -48,21 +47,11 @@ class _CallCounter:
 
 def measure(sizes: tuple[int, ...]) -> list[CleanupRow]:
     import boto3
-    from moto import mock_aws
 
     from local import resources
 
-    fake = {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": REGION,
-        contract.ENV_SESSIONS_TABLE: TABLE,
-    }
     rows: list[CleanupRow] = []
-    with environment(**fake), mock_aws():
-        for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
-            os.environ.pop(name)
-        aws.reset_clients()
+    with in_process_dynamodb(TABLE):
         counter = _CallCounter()
         for retried in (True, False):
             events = aws.client("dynamodb", retried=retried).meta.events
@@ -84,7 +73,6 @@ def measure(sizes: tuple[int, ...]) -> list[CleanupRow]:
                     raise RuntimeError(f"deleted {len(forgotten.deleted)} of {size} gone rows")
                 timings[ages_known] = (counter.calls, elapsed_ms)
             rows.append(CleanupRow(size, *timings[True], *timings[False]))
-        aws.reset_clients()
     return rows
 
 

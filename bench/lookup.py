@@ -55,6 +55,29 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextmanager
+def in_process_dynamodb(table: str) -> Iterator[None]:
+    """moto in this process with fake credentials, the handlers' sessions table set to
+    `table`, and the handlers' clients made afresh inside (and forgotten after)."""
+    from moto import mock_aws
+
+    fake = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": REGION,
+        contract.ENV_SESSIONS_TABLE: table,
+    }
+    with environment(**fake), mock_aws():
+        # Endpoint variables from the caller's shell would bypass the mock.
+        for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+            os.environ.pop(name)
+        aws.reset_clients()
+        try:
+            yield
+        finally:
+            aws.reset_clients()
+
+
 def session_item(index: int, user: str, now: int) -> dict[str, Any]:
     return {
         contract.CONNECTION_ID: {"S": f"C{index:011d}="},
@@ -113,22 +136,11 @@ def _scan_for_user(dynamodb: Any, user: str) -> list[str]:
 def measure(sizes: tuple[int, ...]) -> list[LookupRow]:
     import boto3
     from botocore.config import Config
-    from moto import mock_aws
 
     from local import resources
 
-    fake = {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": REGION,
-        contract.ENV_SESSIONS_TABLE: TABLE,
-    }
     rows: list[LookupRow] = []
-    with environment(**fake), mock_aws():
-        # Endpoint variables from the caller's shell would bypass the mock.
-        for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
-            os.environ.pop(name)
-        aws.reset_clients()
+    with in_process_dynamodb(TABLE):
         dynamodb = aws.client("dynamodb")  # the client connections_of uses
         counter = _ReadCounter()
         dynamodb.meta.events.register("after-call.dynamodb.Query", counter)
@@ -172,5 +184,4 @@ def measure(sizes: tuple[int, ...]) -> list[LookupRow]:
                     load_seconds=load_seconds,
                 )
             )
-        aws.reset_clients()
     return rows

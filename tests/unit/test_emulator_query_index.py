@@ -138,8 +138,12 @@ def user_query(
         "TableName": table,
         "IndexName": INDEX,
         "KeyConditionExpression": "#user = :user",
-        "ProjectionExpression": "#connection",
-        "ExpressionAttributeNames": {"#user": USER, "#connection": CONNECTION},
+        "ProjectionExpression": "#connection, #connectedAt",
+        "ExpressionAttributeNames": {
+            "#user": USER,
+            "#connection": CONNECTION,
+            "#connectedAt": contract.CONNECTED_AT,
+        },
         "ExpressionAttributeValues": {":user": {"S": user}},
         **extra,
     }
