@@ -35,21 +35,18 @@ _signing: dict[str, Any] = {}
 _lock = threading.Lock()
 
 
-def client(
-    service_name: str, *, endpoint_url: str | None = None, retried: bool = True, **config: Any
-) -> Any:
-    """A cached client for the service, one per endpoint and botocore `Config` options.
+def client(service_name: str, *, retried: bool = True) -> Any:
+    """A cached client for the service.
 
-    Without `endpoint_url` boto3 resolves the endpoint itself, which honours the standard
-    `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables. `retried=False` gives a client
-    that makes a single attempt per call, for callers that retry themselves: the publish path,
-    whose calls run on up to PUBLISH_CONCURRENCY threads at once, so its clients keep that many
-    connections (botocore's default of 10 would open and throw away a connection, a TLS
-    handshake on AWS, for every call beyond the tenth in flight).
+    boto3 resolves the endpoint itself, which honours the standard `AWS_ENDPOINT_URL` /
+    `AWS_ENDPOINT_URL_<SERVICE>` variables. `retried=False` gives a client that makes a single
+    attempt per call, for callers that retry themselves: the publish path, whose calls run on up
+    to PUBLISH_CONCURRENCY threads at once, so its clients keep that many connections
+    (botocore's default of 10 would open and throw away a connection, a TLS handshake on AWS,
+    for every call beyond the tenth in flight).
     """
-    if not retried:
-        config.setdefault("max_pool_connections", environment.publish_concurrency())
-    key = (service_name, endpoint_url, retried, *sorted(config.items()))
+    connections = 10 if retried else environment.publish_concurrency()
+    key = (service_name, retried, connections)
     cached = _clients.get(key)
     if cached is not None:
         return cached
@@ -60,8 +57,10 @@ def client(
         if cached is None:
             cached = _shared_session().client(
                 service_name,
-                endpoint_url=endpoint_url,
-                config=Config(retries=_RETRIES if retried else _SINGLE_ATTEMPT, **config),
+                config=Config(
+                    retries=_RETRIES if retried else _SINGLE_ATTEMPT,
+                    max_pool_connections=connections,
+                ),
             )
             _clients[key] = cached
         return cached

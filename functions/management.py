@@ -163,7 +163,7 @@ def signed_post(connection_id: str, data: bytes) -> tuple[str, dict[str, str]]:
     """(URL, headers) of a post, signed with the function's credentials for its region."""
     request = AWSRequest(method="POST", url=connection_url(connection_id), data=data)
     SigV4Auth(aws.credentials(), SIGNING_SERVICE, aws.region()).add_auth(request)
-    headers = {name: _text(value) for name, value in request.headers.items()}
+    headers = dict(request.headers.items())
     return request.url, headers
 
 
@@ -214,7 +214,3 @@ def _error_code(status: int, error_type: str, body: bytes) -> str:
             if isinstance(parsed.get(key), str) and parsed[key]:
                 return parsed[key].rsplit("#", 1)[-1]
     return str(status)
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("ascii") if isinstance(value, bytes) else value
